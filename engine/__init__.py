@@ -1,0 +1,1 @@
+"""listsync's vendor-neutral engine: rules, model, diff, plans, state, apply."""

@@ -1,0 +1,218 @@
+"""Applying a plan: ops in order, in batches, under the account budget, retried when transient.
+
+Order: lists and fields, opt-outs, removals, upserts and memberships, CRM write-backs. A rejected op
+is recorded with its reason and the rest goes on. A write the vendor finishes later is stored as a
+job and polled to a terminal state. Only when both adapters have made their writes durable is the
+base written, and then only for contacts whose every op was confirmed; a contact with a rejected or
+unfinished op keeps its old base and is planned again next time. A crash anywhere before that
+commit leaves the base as it was, and the next plan finds the sides already agreeing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+import msgspec
+
+from engine.batches import batch_size, batches
+from engine.contract import Adapter, Outcome
+from engine.errors import PermanentError, SafetyStop
+from engine.planning import RECORDS_STREAM
+from engine.plans import REPORT_ONLY, Change, Op, Plan
+from engine.reconciling import WRITTEN
+from engine.records import Record
+from engine.retrying import with_retries
+from engine.ruleset import RecordKind, RuleSet, Side
+from engine.session import SIDES, Sync
+from engine.simulating import CRM_OPS
+from engine.store import RowOutcome, RunOutcome
+
+JOB_TIMEOUT = 3600.0
+POLL_FIRST, POLL_MAX = 1.0, 30.0
+
+
+@dataclass
+class ApplyReport:
+    """What an apply did: ops done, rejected (with reasons) and left pending, per kind."""
+
+    run_id: int
+    done: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    pending: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    base_written: int = 0
+    calls: dict[str, int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            **{f"done.{k}": v for k, v in self.done.items()},
+            **{f"rejected.{k}": v for k, v in self.rejected.items()},
+            **{f"pending.{k}": v for k, v in self.pending.items()},
+            "base_written": self.base_written,
+        }
+
+
+@dataclass
+class _Progress:
+    failed: set[str] = field(default_factory=set)
+    written: dict[tuple[str, Side], int | None] = field(default_factory=dict)
+    outcomes: list[tuple[str, str, RowOutcome, str | None]] = field(default_factory=list)
+
+
+def side_of(kind: str) -> Side:
+    return "crm" if kind in CRM_OPS else "esp"
+
+
+async def apply_plan(
+    sync: Sync,
+    plan: Plan,
+    *,
+    override_safety: bool = False,
+    progress: Callable[[int], None] | None = None,
+    process: str = "sync",
+) -> ApplyReport:
+    """Execute `plan` against both sides and record what the vendors confirmed."""
+    if plan.safety_stops and not override_safety:
+        raise SafetyStop(plan.safety_stops)
+    store = sync.store
+    report = ApplyReport(await store.start_run(sync.name, process))
+    state = _Progress()
+    try:
+        actionable = [op for op in plan.ops if op.kind not in REPORT_ONLY]
+        sizes = {
+            side: batch_size(
+                sync.rules.esp.limits.batch_size if side == "esp" else sync.rules.crm.limits.batch_size,
+                sync.capabilities(side).max_batch,
+            )
+            for side in ("crm", "esp")
+        }
+        for batch in batches(actionable, lambda kind: sizes[side_of(kind)]):
+            await _run_batch(sync, side_of(batch[0].kind), batch, state, report)
+            if progress is not None:
+                progress(len(batch))
+        await sync.esp.flush()
+        await sync.crm.flush()
+        report.base_written = await _commit(sync, plan, state)
+        if not state.failed and not plan.rejections:
+            for side in SIDES:
+                if side in plan.cursors:
+                    await store.set_cursor(sync.name, side, RECORDS_STREAM, plan.cursors[side])
+        report.calls = {"crm": sync.crm_budget.used, "esp": sync.esp_budget.used}
+        await store.record_outcomes(report.run_id, state.outcomes)
+        outcome: RunOutcome = "ok" if not report.rejected and not report.pending else "partial"
+        await store.finish_run(report.run_id, outcome, report.counts())
+    except BaseException as error:
+        with anyio.CancelScope(shield=True):
+            await store.finish_run(report.run_id, "failed", report.counts(), detail=_describe(error))
+        raise
+    return report
+
+
+async def _run_batch(
+    sync: Sync, side: Side, batch: Sequence[Op], state: _Progress, report: ApplyReport
+) -> None:
+    adapter = sync.adapter(side)
+    kind = batch[0].kind
+    wire = [_for_side(op, sync.rules) for op in batch] if side == "crm" else list(batch)
+    outcomes = list(await with_retries(lambda: adapter.write(kind, wire)))
+    if len(outcomes) != len(batch):
+        raise PermanentError(f"adapter {adapter.name} answered {len(outcomes)} outcomes for {len(batch)} ops")
+    outcomes = await _settle_jobs(sync, side, adapter, batch, outcomes)
+    for op, outcome in zip(batch, outcomes, strict=True):
+        key = op.email or op.list or op.field or ""
+        if outcome.job is not None:
+            report.pending[kind] += 1
+            state.failed.add(key)
+            state.outcomes.append((key, kind, "pending", outcome.reason))
+        elif outcome.ok:
+            report.done[kind] += 1
+            if op.email is not None:
+                state.written[(op.email, side)] = outcome.fingerprint
+            state.outcomes.append((key, kind, "done", None))
+        else:
+            report.rejected[kind] += 1
+            report.reasons[outcome.reason or "rejected"] += 1
+            state.failed.add(key)
+            state.outcomes.append((key, kind, "rejected", outcome.reason))
+
+
+async def _settle_jobs(
+    sync: Sync, side: Side, adapter: Adapter, batch: Sequence[Op], outcomes: list[Outcome]
+) -> list[Outcome]:
+    """Replace outcomes that are pending in vendor jobs by the jobs' final outcomes."""
+    jobs: dict[str, list[int]] = {}
+    for index, outcome in enumerate(outcomes):
+        if outcome.job is not None:
+            jobs.setdefault(outcome.job, []).append(index)
+    for job, indexes in jobs.items():
+        payload = msgspec.msgpack.encode([batch[i] for i in indexes])
+        job_id = await sync.store.add_job(sync.name, side, job, batch[0].kind, payload)
+        final = await _poll(sync, adapter, job, job_id, len(indexes))
+        if final is None:
+            continue  # still running at the deadline: left pending, tracked in the store
+        for position, index in enumerate(indexes):
+            outcomes[index] = (
+                final[position] if position < len(final) else Outcome(False, "job lost this row")
+            )
+    return outcomes
+
+
+async def _poll(sync: Sync, adapter: Adapter, job: str, job_id: int, rows: int) -> Sequence[Outcome] | None:
+    delay = POLL_FIRST
+    with anyio.move_on_after(JOB_TIMEOUT):
+        while True:
+            status = await with_retries(lambda: adapter.poll(job))
+            await sync.store.update_job(job_id, status.state, status.terminal, status.detail)
+            if status.terminal:
+                if status.outcomes:
+                    return status.outcomes
+                failed = Outcome(False, f"job {job} ended {status.state}: {status.detail or 'no detail'}")
+                return [failed] * rows
+            await anyio.sleep(delay)
+            delay = min(delay * 2, POLL_MAX)
+    await sync.store.update_job(job_id, "timed_out", True, f"not finished after {JOB_TIMEOUT:.0f}s")
+    return None
+
+
+def _for_side(op: Op, rules: RuleSet) -> Op:
+    """A CRM op with its field names in the CRM's vocabulary (the plan speaks the ESP's)."""
+    if not op.changes:
+        return op
+    kind: RecordKind = "lead" if op.record_kind == "lead" else "person"
+    renamed: dict[str, Change] = {}
+    for name, change in op.changes.items():
+        try:
+            renamed[rules.mapping(name).crm_field_for(kind)] = change
+        except KeyError:
+            renamed[name] = change  # opted_out and other record-level flags keep their names
+    return msgspec.structs.replace(op, changes=renamed)
+
+
+async def _commit(sync: Sync, plan: Plan, state: _Progress) -> int:
+    upserts: dict[str, tuple[Record, int | None, int | None]] = {}
+    deletes: list[str] = []
+    for email, target in plan.targets.items():
+        if email in state.failed:
+            continue
+        if target is None:
+            deletes.append(email)
+            continue
+        crm_fp, esp_fp = plan.fingerprints.get(email, (None, None))
+        upserts[email] = (
+            target,
+            _stored_fp(crm_fp, state, email, "crm"),
+            _stored_fp(esp_fp, state, email, "esp"),
+        )
+    await sync.store.commit_base(sync.name, upserts, deletes, plan.context)
+    return len(upserts) + len(deletes)
+
+
+def _stored_fp(planned: int | None, state: _Progress, email: str, side: Side) -> int | None:
+    return state.written.get((email, side)) if planned == WRITTEN else planned
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:500]

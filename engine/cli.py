@@ -1,0 +1,105 @@
+"""The `listsync` command: validate, plan, apply and demo.
+
+Exit codes follow terraform where it has one: 0 success (no changes with --detailed-exitcode),
+1 error, 2 invalid rules (validate) or changes present (plan --detailed-exitcode), 3 a safety stop
+or a refused saved plan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+from rich.console import Console
+
+from engine.errors import ListsyncError, RulesError, SafetyStop, StalePlanError
+from engine.registry import UnknownAdapter
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_SAFETY = 0, 1, 2, 3
+EXIT_INVALID = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="listsync", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = sub.add_parser("validate", help="check rule files; exit 0 when valid, 2 otherwise")
+    validate.add_argument("rules", nargs="+", type=Path)
+
+    plan = sub.add_parser("plan", help="show what a sync would do, without writing anything")
+    plan.add_argument("rules", type=Path)
+    _plan_options(plan)
+    plan.add_argument("--out", type=Path, help="save the plan to FILE for `apply --plan FILE`")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument(
+        "--detailed-exitcode", action="store_true", help="exit 0 without changes, 2 with changes"
+    )
+
+    apply = sub.add_parser("apply", help="plan and apply, or apply a saved plan")
+    apply.add_argument("rules", type=Path)
+    apply.add_argument("--plan", type=Path, dest="plan_file", help="apply exactly this saved plan")
+    apply.add_argument(
+        "--incremental", action="store_true", help="read only what changed since the last sync"
+    )
+    apply.add_argument(
+        "--override-safety", action="store_true", help="apply a plan held by a safety threshold"
+    )
+    apply.add_argument("--quiet", action="store_true", help="do not print the plan before applying")
+
+    demo = sub.add_parser("demo", help="run a self-contained demonstration")
+    demo.add_argument("--esp", default="files", help="which demo to run (default: files)")
+    demo.add_argument("--dir", type=Path, default=None, help="where the demo keeps its data")
+    return parser
+
+
+def _plan_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--incremental", action="store_true", help="read only what changed since the last sync"
+    )
+    parser.add_argument("--kind", action="append", default=[], help="show only ops of this kind (repeatable)")
+    parser.add_argument(
+        "--list", action="append", default=[], dest="lists", help="show only ops on this list"
+    )
+    parser.add_argument("--all", action="store_true", help="show every op, however many")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    try:
+        return int(anyio.run(_dispatch, args, out, err, backend="asyncio"))
+    except RulesError as error:
+        for problem in error.problems:
+            err.print(str(problem), markup=False, soft_wrap=True)
+        return EXIT_INVALID
+    except (SafetyStop, StalePlanError) as error:
+        err.print(f"[bold red]Stopped:[/] {error}")
+        return EXIT_SAFETY
+    except (ListsyncError, UnknownAdapter) as error:
+        err.print(f"[bold red]Error:[/] {error}")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        err.print("Interrupted.")
+        return 130
+
+
+async def _dispatch(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from engine import commands
+
+    handler = {
+        "validate": commands.validate,
+        "plan": commands.plan,
+        "apply": commands.apply,
+        "demo": commands.demo,
+    }[args.command]
+    return await handler(args, out, err)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The contract every adapter fulfils, on either side of a sync.
+
+An adapter translates; it never decides policy. It reads a `Snapshot` of its side and executes
+batches of plan ops of the kinds it supports, reporting an `Outcome` per op. A write the vendor
+finishes later (a bulk import) comes back as an outcome carrying a job id; the engine stores the
+job and polls it with `poll` until it reaches a terminal state. Every vendor call an adapter makes
+goes through `AdapterContext.budget`, the token bucket shared by everything using that account.
+
+Snapshots are lazy for speed: they stream each row's raw payload with a stable fingerprint of it,
+and a decoder. The engine decodes only rows whose fingerprint differs from the one it stored
+when it last confirmed that record, which is what lets a plan over a million unchanged rows be fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import xxhash
+from msgspec import Struct
+
+from engine.plans import Op, OpKind
+from engine.records import Campaign, Row
+from engine.ruleset import FieldType, SecretRef, Side
+
+
+class Capabilities(Struct, frozen=True):
+    """What an adapter's vendor allows; the rules are checked against it before any call."""
+
+    max_batch: int = 1000
+    max_list_name: int = 255
+    reserved_list_names: frozenset[str] = frozenset()
+    field_name_max: int | None = None
+    field_name_pattern: str | None = None
+    field_limits: dict[str, int] = {}
+    max_lists: int | None = None
+    calls: int | None = None
+    period_seconds: float = 1.0
+    # CRM adapters: the longest value each campaign field can hold, for list-name length checks.
+    campaign_field_lengths: dict[str, int] = {}
+    writes: frozenset[str] = frozenset()
+
+
+class Outcome(Struct, frozen=True, omit_defaults=True):
+    """What happened to one op of a batch: done, rejected with a reason, or pending in a job."""
+
+    ok: bool
+    reason: str | None = None
+    job: str | None = None
+    fingerprint: int | None = None
+
+
+class JobStatus(Struct, frozen=True, omit_defaults=True):
+    """A vendor job's state; `outcomes` (one per op submitted) once it is terminal."""
+
+    state: str
+    terminal: bool
+    outcomes: tuple[Outcome, ...] = ()
+    detail: str | None = None
+
+
+def fingerprint(payload: bytes) -> int:
+    """A row's fingerprint: stable across processes, below 2**63 so SQLite stores it as it is."""
+    return xxhash.xxh3_64_intdigest(payload) >> 1
+
+
+@dataclass
+class Snapshot:
+    """One side's records as read now, complete or as a delta since a cursor.
+
+    `rows` yields (fingerprint, payload) pairs and is read once, so an adapter may stream it; the
+    engine keeps only the payloads it needs to decode.
+    """
+
+    complete: bool
+    version: str
+    rows: Iterable[tuple[int, bytes]]
+    decode: Callable[[bytes], Row]
+    deleted: Sequence[str] = ()
+    campaigns: Sequence[Campaign] = ()
+    lists: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, FieldType] = field(default_factory=dict)
+    cursor: str | None = None
+
+
+class CallBudget(Protocol):
+    """The account's token bucket; one token per vendor call."""
+
+    async def acquire(self, amount: float = 1) -> None: ...
+
+
+@dataclass
+class AdapterContext:
+    """What the engine hands an adapter when it opens one."""
+
+    side: Side
+    base_dir: Path
+    budget: CallBudget
+    secret: Callable[[SecretRef], str]
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Adapter(Protocol):
+    """One side of a sync. Opened per run, closed with `aclose`."""
+
+    name: ClassVar[str]
+    settings_type: ClassVar[type[Struct]]
+
+    @classmethod
+    def capabilities(cls, settings: Any, side: Side) -> Capabilities: ...
+
+    async def snapshot(self, cursor: str | None = None) -> Snapshot:
+        """All records (cursor None) or those changed since `cursor`."""
+        ...
+
+    async def version(self) -> str:
+        """A cheap token that changes whenever the side's data changes."""
+        ...
+
+    async def write(self, kind: OpKind, ops: Sequence[Op]) -> Sequence[Outcome]:
+        """Execute one batch of ops of one kind; one outcome per op, in order."""
+        ...
+
+    async def poll(self, job: str) -> JobStatus:
+        """The state of a job an earlier `write` submitted."""
+        ...
+
+    async def flush(self) -> None:
+        """Make every write so far durable. Called before the engine records any of them."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class AdapterFactory(Protocol):
+    name: ClassVar[str]
+    settings_type: ClassVar[type[Struct]]
+
+    def __call__(self, settings: Any, context: AdapterContext) -> Adapter: ...
+
+    def capabilities(self, settings: Any, side: Side) -> Capabilities: ...

@@ -1,0 +1,74 @@
+"""`listsync demo`: a whole sync, shown step by step, against data a demo kit prepares.
+
+A kit (registered in the ``listsync.demos`` entry-point group by an adapter package) sets up both
+sides and a rule file, and can then change both sides the way people do between syncs. The demo
+plans and applies the initial sync, applies a round of edits from both sides, and finally shows
+that, once a person settles the conflict it parked, planning again finds nothing left to do.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Protocol
+
+from rich.console import Console
+from rich.rule import Rule
+
+from engine.commands import apply_with_progress, print_report
+from engine.planning import make_plan
+from engine.rendering import render
+from engine.rules_loading import LoadedRules, load_rules
+from engine.session import open_sync
+
+SHOWN = 25
+
+
+class DemoKit(Protocol):
+    title: str
+
+    def setup(self, directory: Path | None) -> AbstractAsyncContextManager[Path]:
+        """Prepare both sides; yields the rule file to sync with."""
+        ...
+
+    async def change_both_sides(self, directory: Path) -> list[str]:
+        """Edit both sides as people would between syncs; returns what was done."""
+        ...
+
+    async def settle_conflicts(self, directory: Path) -> list[str]:
+        """Settle, as a person would, the conflicts `change_both_sides` made."""
+        ...
+
+
+async def run_demo(kit: DemoKit, out: Console, err: Console, directory: Path | None) -> int:
+    out.print(Rule(f"listsync demo: {kit.title}"))
+    async with kit.setup(directory) as rules_path:
+        loaded = load_rules(rules_path)
+        out.print(f"Rules: {rules_path}\n")
+        await _round(loaded, "1. Initial sync: plan, then apply", out, err)
+        edits = await kit.change_both_sides(rules_path.parent)
+        out.print(Rule("2. Changes made on both sides since the sync"))
+        for edit in edits:
+            out.print(f"  - {edit}")
+        out.print()
+        await _round(loaded, "3. The next sync: three-way diff against the base", out, err)
+        out.print(Rule("4. Someone settles the conflict; planning once more"))
+        for edit in await kit.settle_conflicts(rules_path.parent):
+            out.print(f"  - {edit}")
+        out.print()
+        async with open_sync(loaded) as sync:
+            final = await make_plan(sync)
+        render(final, out)
+        out.print(f"\nExplore it yourself: listsync plan {rules_path}")
+        return 0 if not final.has_changes else 1
+
+
+async def _round(loaded: LoadedRules, title: str, out: Console, err: Console) -> None:
+    out.print(Rule(title))
+    async with open_sync(loaded) as sync:
+        plan = await make_plan(sync)
+        render(plan, out, limit=SHOWN)
+        out.print()
+        report = await apply_with_progress(sync, plan, err, override_safety=False)
+    print_report(report, out)
+    out.print()

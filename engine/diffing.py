@@ -1,0 +1,170 @@
+"""The three-way diff: for one contact, CRM and ESP against the base, to ops and a new base.
+
+Pure and synchronous. For each mapped field: a change on one side propagates if the mapping lets it
+flow that way, otherwise the owning side's value is written back over the drift; the same change on
+both sides converges silently; different changes on both sides go to the field's owner, or are
+parked as a `conflict` op and the base keeps its old value. List membership of managed lists follows
+the CRM. Opt-outs are settled by `engine.consent`. Record-level appearance and disappearance:
+
+- only in the CRM (new, or deleted from the ESP): created on the ESP from the CRM and the base;
+- only in the ESP and never synced: not ours, left alone;
+- gone from the CRM after a sync: removed from managed lists (or kept, by rule), then forgotten,
+  except that an opted-out contact stays in the base as a tombstone so the opt-out is never lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from msgspec import Struct
+
+from engine.consent import decide
+from engine.plans import Change, Op
+from engine.records import Record
+from engine.ruleset import FieldMapping, RuleSet
+from engine.values import Value
+
+_EMPTY: dict[str, Value] = {}
+
+
+class RecordDiff(Struct, frozen=True):
+    """Ops for one contact; `target` is the base once they are all confirmed (None: forget it)."""
+
+    ops: tuple[Op, ...]
+    target: Record | None
+    changed: bool
+
+
+def diff_record(
+    email: str,
+    crm: Record | None,
+    esp: Record | None,
+    base: Record | None,
+    rules: RuleSet,
+    managed: frozenset[str],
+) -> RecordDiff:
+    """The ops that bring one contact into agreement, and the base that follows."""
+    if crm is None:
+        return _crm_absent(email, esp, base, rules, managed)
+    created = esp is None
+    esp_seen = esp if esp is not None else (base or Record(email, kind=crm.kind))
+    ops: list[Op] = []
+    fields, esp_changes, crm_changes = _fields(email, crm, esp_seen, base, rules.fields, ops)
+    if created:
+        # A new contact (or one deleted from the ESP) is written with every value it should hold.
+        esp_changes = {name: Change(None, value) for name, value in fields.items() if value is not None}
+    consent = decide(email, crm, esp_seen, base, rules.consent)
+    ops.extend(consent.ops)
+    if consent.resubscribe == "esp":
+        esp_changes.update(consent.resubscribe_change())
+    elif consent.resubscribe == "crm":
+        crm_changes.update(consent.resubscribe_change())
+    if created and consent.opted_out and not any(op.kind == "opt_out_esp" for op in ops):
+        ops.append(Op("opt_out_esp", email, reason="re-asserting an opt-out on a recreated contact"))
+    upsert_reason = "new contact" if created else None
+    if esp_changes or created:
+        ops.append(
+            Op(
+                "upsert_contact",
+                email,
+                record_kind=crm.kind,
+                changes=esp_changes,
+                reason=upsert_reason,
+            )
+        )
+    if crm_changes:
+        ops.append(Op("update_crm", email, record_kind=crm.kind, changes=crm_changes))
+    esp_lists = frozenset() if created else esp_seen.lists & managed
+    crm_lists = crm.lists & managed
+    ops.extend(Op("add_member", email, list=name) for name in sorted(crm_lists - esp_lists))
+    ops.extend(Op("remove_member", email, list=name) for name in sorted(esp_lists - crm_lists))
+    bounced = rules.consent.undeliverable_to_crm and esp is not None and esp.undeliverable
+    undeliverable = crm.undeliverable or bounced
+    if bounced and not crm.undeliverable:
+        ops.append(Op("mark_undeliverable_crm", email, reason="hard bounce in the ESP"))
+    target = Record(
+        email=email,
+        kind=crm.kind,
+        opted_out=consent.opted_out,
+        opt_out_reason=consent.reason,
+        undeliverable=undeliverable,
+        fields=fields,
+        lists=crm_lists,
+    )
+    return RecordDiff(tuple(ops), target, target != base)
+
+
+def _crm_absent(
+    email: str, esp: Record | None, base: Record | None, rules: RuleSet, managed: frozenset[str]
+) -> RecordDiff:
+    if base is None:
+        return RecordDiff((), None, False)
+    ops: tuple[Op, ...] = ()
+    if esp is not None and rules.entities.on_crm_delete == "remove_from_lists":
+        ops = tuple(
+            Op("remove_member", email, list=name, reason="deleted in the CRM")
+            for name in sorted(esp.lists & managed)
+        )
+    # An opted-out contact is never forgotten: the opt-out stays in the base as a tombstone, so if
+    # the contact comes back on either side it is still opted out.
+    opted_out = base.opted_out or (esp is not None and esp.opted_out)
+    if not opted_out:
+        return RecordDiff(ops, None, True)
+    reason = (esp.opt_out_reason if esp is not None and esp.opted_out else None) or base.opt_out_reason
+    tombstone = Record(email, kind=base.kind, opted_out=True, opt_out_reason=reason)
+    return RecordDiff(ops, tombstone, tombstone != base)
+
+
+def _fields(
+    email: str,
+    crm: Record,
+    esp: Record,
+    base: Record | None,
+    mappings: Iterable[FieldMapping],
+    ops: list[Op],
+) -> tuple[dict[str, Value], dict[str, Change], dict[str, Change]]:
+    """Agreed value per field, plus the field changes to write to each side."""
+    base_fields = base.fields if base is not None else _EMPTY
+    agreed: dict[str, Value] = {}
+    to_esp: dict[str, Change] = {}
+    to_crm: dict[str, Change] = {}
+    for mapping in mappings:
+        if not mapping.applies(crm.kind):
+            continue
+        name = mapping.esp
+        c, e, b = crm.fields.get(name), esp.fields.get(name), base_fields.get(name)
+        if c == e:
+            agreed[name] = c
+            continue
+        winner = _winner(mapping, c, e, b)
+        if winner is None:
+            agreed[name] = b
+            ops.append(
+                Op(
+                    "conflict",
+                    email,
+                    field=name,
+                    changes={name: Change(c, e)},
+                    reason=f"changed on both sides since the last sync (base {b!r}); no owner in the rules",
+                )
+            )
+        elif winner == "crm":
+            agreed[name] = c
+            to_esp[name] = Change(e, c)
+        else:
+            agreed[name] = e
+            to_crm[name] = Change(c, e)
+    return agreed, to_esp, to_crm
+
+
+def _winner(mapping: FieldMapping, c: Value, e: Value, b: Value) -> str | None:
+    """Which side's value stands for a field whose sides differ; None parks it as a conflict."""
+    if mapping.direction == "crm_to_esp":
+        return "crm"
+    if mapping.direction == "esp_to_crm":
+        return "esp"
+    if c == b:
+        return "esp"
+    if e == b:
+        return "crm"
+    return mapping.owner

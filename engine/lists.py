@@ -1,0 +1,88 @@
+"""Naming ESP lists after CRM campaigns, and deciding which lists the rules manage.
+
+A list is managed when its campaign is integrated and (unless the rules say otherwise) open, plus
+the optional master list of every synced contact. Lists of campaigns that closed are left as they
+are: their membership is no longer changed in either direction.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from engine.ruleset import RuleSet
+
+if TYPE_CHECKING:
+    from engine.records import Campaign
+
+
+def template_placeholders(template: str) -> list[tuple[str, str]]:
+    """(field, format spec) for every placeholder in a list-name template."""
+    return [
+        (field, spec or "") for _, field, spec, _ in string.Formatter().parse(template) if field is not None
+    ]
+
+
+def render_list_name(template: str, fallback: str | None, campaign: Campaign) -> str:
+    """The list name for `campaign`; the fallback template is used when the first renders empty."""
+    values = {
+        "key": campaign.key,
+        "name": campaign.name,
+        "status": campaign.status,
+        **campaign.fields,
+    }
+    name = template.format_map(_Blank(values)).strip()
+    if not name and fallback:
+        name = fallback.format_map(_Blank(values)).strip()
+    return name
+
+
+class _Blank(dict[str, str]):
+    """Template values where a field the campaign lacks renders empty instead of raising."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+class ListNamer:
+    """Campaign memberships -> ESP list names, under one rule set and the current campaigns."""
+
+    def __init__(self, rules: RuleSet, campaigns: Iterable[Campaign]) -> None:
+        self._rules = rules
+        self._by_key: dict[str, str] = {}
+        for campaign in campaigns:
+            if self._synced(campaign):
+                name = render_list_name(rules.lists.template, rules.lists.fallback, campaign)
+                if name:
+                    # Adapters may name a campaign by its key or by its name.
+                    self._by_key[campaign.key] = name
+                    self._by_key.setdefault(campaign.name, name)
+        master = rules.lists.master
+        self.managed = frozenset(self._by_key.values()) | ({master} if master else frozenset())
+        self._unsubscribed = {status.lower() for status in rules.campaigns.unsubscribed_statuses}
+
+    def _synced(self, campaign: Campaign) -> bool:
+        rules = self._rules.campaigns
+        wanted = (
+            "*" in rules.integrated or campaign.key in rules.integrated or campaign.name in rules.integrated
+        )
+        if rules.flag_field is not None:
+            flag = campaign.fields.get(rules.flag_field, "").strip().lower()
+            wanted = wanted or flag in ("1", "true", "yes", "y")
+        if not wanted:
+            return False
+        if rules.only_open:
+            return campaign.status.lower() in {status.lower() for status in rules.open_statuses}
+        return True
+
+    def lists_for(self, memberships: Mapping[str, str]) -> frozenset[str]:
+        """The managed lists a CRM record with these campaign memberships belongs in."""
+        lists = {
+            self._by_key[key]
+            for key, status in memberships.items()
+            if key in self._by_key and status.lower() not in self._unsubscribed
+        }
+        if self._rules.lists.master:
+            lists.add(self._rules.lists.master)
+        return frozenset(lists)

@@ -1,0 +1,138 @@
+"""Making a plan: snapshots from both sides and the base from the store, through the pure core.
+
+Reads only. Snapshots are taken concurrently; the fingerprint index decides which rows are decoded;
+only the candidates' base records are loaded. A complete snapshot that is empty while the base is
+not stops here as an outage. The plan records the tokens it was made from, so a saved plan can be
+refused later if anything moved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import anyio
+import msgspec
+import xxhash
+
+from engine.changes import detect, settle_absences
+from engine.contract import Snapshot
+from engine.errors import StalePlanError
+from engine.plans import Op, Plan, Tokens, order_ops
+from engine.reconciling import Account, BaseRow, candidates, reconcile
+from engine.records import Mapper
+from engine.ruleset import RuleSet, Side, context_digest
+from engine.safety import check_outage, threshold_stops
+from engine.session import SIDES, Sync
+
+RECORDS_STREAM = "records"
+OPT_OUTS = frozenset({"opt_out_esp", "opt_out_crm"})
+_NOTHING: frozenset[int] = frozenset()
+
+
+async def take_snapshots(sync: Sync, *, incremental: bool) -> tuple[Snapshot, Snapshot]:
+    """Both sides' snapshots, read at the same time; incremental from the stored cursors if asked."""
+    results: dict[Side, Snapshot] = {}
+
+    async def take(side: Side) -> None:
+        cursor = await sync.store.get_cursor(sync.name, side, RECORDS_STREAM) if incremental else None
+        results[side] = await sync.adapter(side).snapshot(cursor)
+
+    async with anyio.create_task_group() as group:
+        for side in SIDES:
+            group.start_soon(take, side)
+    return results["crm"], results["esp"]
+
+
+async def make_plan(sync: Sync, *, incremental: bool = False) -> Plan:
+    """The plan that brings both sides of `sync` into agreement, without writing anything."""
+    rules, store, name = sync.rules, sync.store, sync.name
+    crm_snapshot, esp_snapshot = await take_snapshots(sync, incremental=incremental)
+    context = _context(rules, crm_snapshot)
+    base_version = await store.base_version(name)
+    complete = crm_snapshot.complete or esp_snapshot.complete
+    # The fingerprints are only needed to recognise unchanged rows in a full snapshot.
+    index = await store.fingerprint_index(name) if complete else None
+    trusted = index is not None and await store.base_context(name) == context
+    crm_mapper = Mapper(rules, "crm", crm_snapshot.campaigns)
+    esp_mapper = Mapper(rules, "esp", crm_snapshot.campaigns)
+    crm = detect("crm", crm_snapshot, index.crm if trusted and index else _NOTHING, crm_mapper)
+    esp = detect("esp", esp_snapshot, index.esp if trusted and index else _NOTHING, esp_mapper)
+    base_count = index.records if index is not None else await store.base_count(name)
+    check_outage("crm", crm.complete, crm.rows, base_count, rules.safety)
+    check_outage("esp", esp.complete, esp.rows, base_count, rules.safety)
+    for side, view in zip(SIDES, (crm, esp), strict=True):
+        if view.complete and index is not None:
+            # Untrusted, nothing was seen: every base record is rechecked against the decoded rows.
+            missing = (index.crm if side == "crm" else index.esp) - view.seen
+            settle_absences(view, await store.emails_to_recheck(name, side, missing))
+    base = await store.load_base_rows(name, candidates(crm, esp))
+    result = reconcile(rules, crm, esp, base, crm_mapper.managed_lists, _account(sync, esp_snapshot))
+    stops = await _safety(sync, result.ops, base, base_count)
+    return Plan(
+        rule_set=name,
+        tokens=Tokens(base_version, crm_snapshot.version, esp_snapshot.version),
+        ops=order_ops(result.ops),
+        targets=result.targets,
+        fingerprints=result.fingerprints,
+        safety_stops=stops,
+        rejections=tuple((r.side, r.email, r.reason) for r in result.rejections),
+        context=context,
+        cursors={
+            side: snapshot.cursor
+            for side, snapshot in (("crm", crm_snapshot), ("esp", esp_snapshot))
+            if snapshot.cursor is not None
+        },
+    )
+
+
+async def _safety(
+    sync: Sync, ops: Sequence[Op], base: Mapping[str, BaseRow], base_count: int
+) -> tuple[str, ...]:
+    """Threshold stops; list sizes are only read when the plan removes or opts out anyone."""
+    if not any(op.kind == "remove_member" or op.kind in OPT_OUTS for op in ops):
+        return ()
+    sizes = await sync.store.list_sizes(sync.name)
+
+    def lists_of(email: str) -> frozenset[str]:
+        record = base[email][0] if email in base else None
+        return record.lists if record is not None else frozenset()
+
+    return threshold_stops(ops, lists_of, sizes, base_count, sync.rules.safety)
+
+
+def _context(rules: RuleSet, crm: Snapshot) -> str:
+    digest = xxhash.xxh3_128(context_digest(rules))
+    digest.update(msgspec.json.encode(sorted(crm.campaigns, key=lambda c: c.key)))
+    return digest.hexdigest()
+
+
+def _account(sync: Sync, esp: Snapshot) -> Account:
+    capabilities = sync.esp_capabilities
+    limits = sync.rules.esp.limits
+    field_limits = dict(capabilities.field_limits)
+    for field_type in ("text", "numeric", "date", "boolean", "total"):
+        configured = getattr(limits.fields, field_type)
+        if configured is not None:
+            field_limits[field_type] = configured
+    return Account(
+        lists=esp.lists,
+        fields=esp.fields,
+        max_lists=limits.max_lists or capabilities.max_lists,
+        field_limits=field_limits,
+    )
+
+
+async def check_fresh(sync: Sync, plan: Plan) -> None:
+    """Refuse a saved plan when the base or either side moved since it was made."""
+    if plan.rule_set != sync.name:
+        raise StalePlanError(f"the plan was made for rule set {plan.rule_set!r}, not {sync.name!r}")
+    moved = []
+    base_version = await sync.store.base_version(sync.name)
+    if base_version != plan.tokens.base:
+        moved.append(f"the base was updated by another apply (version {plan.tokens.base} -> {base_version})")
+    for side, token in zip(SIDES, (plan.tokens.crm, plan.tokens.esp), strict=True):
+        now = await sync.adapter(side).version()
+        if now != token:
+            moved.append(f"the {side.upper()} data changed since the plan was made")
+    if moved:
+        raise StalePlanError("refusing the saved plan: " + "; ".join(moved) + ". Make a new plan.")

@@ -1,0 +1,84 @@
+"""Opening everything one rule set needs for a run: its state store, both adapters, their budgets.
+
+Adapters are found through the registry and handed an `AdapterContext`; the budget for each side is
+the shared bucket of that side's vendor account, so two rule sets on one account share one budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from engine.budgets import Budget, Budgets
+from engine.contract import Adapter, AdapterContext, Capabilities
+from engine.errors import PermanentError
+from engine.registry import adapter_factory
+from engine.rules_loading import LoadedRules, resolve_secret
+from engine.ruleset import RuleSet, Side
+from engine.store import StateStore
+
+SIDES: tuple[Side, Side] = ("crm", "esp")
+
+
+@dataclass
+class Sync:
+    """Everything open for one rule set."""
+
+    loaded: LoadedRules
+    store: StateStore
+    crm: Adapter
+    esp: Adapter
+    crm_capabilities: Capabilities
+    esp_capabilities: Capabilities
+    crm_budget: Budget
+    esp_budget: Budget
+
+    @property
+    def rules(self) -> RuleSet:
+        return self.loaded.rules
+
+    @property
+    def name(self) -> str:
+        return self.loaded.rules.name
+
+    def adapter(self, side: Side) -> Adapter:
+        return self.crm if side == "crm" else self.esp
+
+    def capabilities(self, side: Side) -> Capabilities:
+        return self.crm_capabilities if side == "crm" else self.esp_capabilities
+
+
+@asynccontextmanager
+async def open_sync(
+    loaded: LoadedRules, *, budgets: Budgets | None = None, extras: dict[str, Any] | None = None
+) -> AsyncIterator[Sync]:
+    """Open the store and both adapters of a rule set; close them all on exit."""
+    budgets = budgets if budgets is not None else Budgets()
+    rules = loaded.rules
+    async with AsyncExitStack() as stack:
+        store = await StateStore.open(loaded.state_path)
+        stack.push_async_callback(store.close)
+        opened: dict[Side, tuple[Adapter, Capabilities, Budget]] = {}
+        for side in SIDES:
+            side_rules = rules.crm if side == "crm" else rules.esp
+            settings = loaded.crm_settings if side == "crm" else loaded.esp_settings
+            capabilities = loaded.crm_capabilities if side == "crm" else loaded.esp_capabilities
+            if settings is None or capabilities is None:
+                raise PermanentError("rules loaded without their adapters cannot be synced")
+            budget = budgets.for_account(side_rules.account_key(), side_rules.limits, capabilities)
+            context = AdapterContext(
+                side=side,
+                base_dir=loaded.base_dir,
+                budget=budget,
+                secret=partial(resolve_secret, base_dir=loaded.base_dir),
+                extras=dict(extras or {}),
+            )
+            adapter = adapter_factory(side_rules.adapter)(settings, context)
+            stack.push_async_callback(adapter.aclose)
+            opened[side] = (adapter, capabilities, budget)
+        crm, crm_caps, crm_budget = opened["crm"]
+        esp, esp_caps, esp_budget = opened["esp"]
+        yield Sync(loaded, store, crm, esp, crm_caps, esp_caps, crm_budget, esp_budget)

@@ -1,0 +1,624 @@
+"""The state store: what listsync must remember between runs, in one SQLite file per state path.
+
+It holds, per rule set, the base of the three-way diff (the last state both sides confirmed, with
+each side's row fingerprint and its list memberships), member counts per list, snapshot cursors,
+the vendor lists listsync resolved, the import jobs it submitted, and run history with row-level
+outcomes. Writes are
+transactions taken only after a vendor confirmed, so a crash at any point replays safely.
+
+One `StateStore` owns one aiosqlite connection. Every call holds the store's lock for its whole
+statement or transaction, so concurrent tasks never read another task's uncommitted writes.
+Timestamps come from the injected ``clock`` only. Usage::
+
+    async with await StateStore.open(path) as store:
+        version = await store.commit_base("rules", upserts, deletes, context)
+
+SQLite integers are signed 64-bit; fingerprints are unsigned. They are stored as their two's
+complement twin and converted back on the way out, so callers only ever see ``0 <= fp < 2**64``.
+The schema and its migrations live in `engine.store_schema`.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
+
+import aiosqlite
+import anyio
+import anyio.to_thread
+import msgspec
+from msgspec import Struct
+
+from engine.errors import PermanentError, TransientError
+from engine.records import Record
+from engine.ruleset import Side
+from engine.store_schema import migrate
+
+Clock = Callable[[], float]
+_T = TypeVar("_T")
+RunOutcome = Literal["running", "ok", "partial", "failed", "held"]
+RowOutcome = Literal["done", "rejected", "pending"]
+# email -> (record, crm fingerprint, esp fingerprint)
+BaseUpserts = Mapping[str, tuple[Record, int | None, int | None]]
+
+_U64_MASK = (1 << 64) - 1
+_I64_LIMIT = 1 << 63
+_CHUNK = 20_000
+_BUSY_TIMEOUT = 30.0
+_FINISHED: frozenset[str] = frozenset({"ok", "partial", "failed", "held"})
+_ROW_OUTCOMES: frozenset[str] = frozenset({"done", "rejected", "pending"})
+_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_BROKEN_CODES = frozenset(
+    {
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_PERM,
+    }
+)
+
+# Sets and dicts are sorted so that an unchanged record encodes to the same bytes in every process,
+# which is what lets `commit_base` tell a real change from a rewrite.
+_encode_record = msgspec.msgpack.Encoder(order="deterministic").encode
+_decode_record = msgspec.msgpack.Decoder(Record).decode
+_encode_json = msgspec.json.Encoder().encode
+_decode_lists = msgspec.json.Decoder(list[str]).decode
+
+
+class FingerprintIndex(Struct, frozen=True):
+    """Every side row fingerprint stored with the base, and how many records the base holds.
+
+    Sets of integers, not maps to emails: building a million email strings is what would make a
+    plan slow. The emails of the few rows that changed or vanished are looked up afterwards.
+    """
+
+    crm: set[int]
+    esp: set[int]
+    records: int
+
+
+BaseRow = tuple[Record, int | None, int | None]
+
+
+class JobRecord(Struct, frozen=True):
+    """A vendor import job listsync submitted, as last polled."""
+
+    id: int
+    rule_set: str
+    side: Side
+    vendor_job_id: str
+    kind: str
+    state: str
+    terminal: bool
+    submitted_at: float
+    updated_at: float
+    polls: int
+    detail: str | None
+    payload: bytes
+
+
+class RunRecord(Struct, frozen=True):
+    """One run of one process for one rule set."""
+
+    id: int
+    rule_set: str
+    process: str
+    started_at: float
+    finished_at: float | None
+    outcome: RunOutcome
+    counts: dict[str, int]
+    detail: str | None
+
+
+class OutcomeRecord(Struct, frozen=True):
+    """What happened to one row of one op in one run."""
+
+    run_id: int
+    rule_set: str
+    email: str
+    kind: str
+    outcome: RowOutcome
+    reason: str | None
+    at: float
+
+
+_UPSERT_BASE = """
+INSERT INTO base (rule_set, email, kind, opted_out, crm_fp, esp_fp, lists, record)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (rule_set, email) DO UPDATE SET
+    kind = excluded.kind, opted_out = excluded.opted_out, crm_fp = excluded.crm_fp,
+    esp_fp = excluded.esp_fp, lists = excluded.lists, record = excluded.record
+WHERE base.record IS NOT excluded.record
+   OR base.crm_fp IS NOT excluded.crm_fp
+   OR base.esp_fp IS NOT excluded.esp_fp
+"""
+_OLD_LISTS = """
+SELECT b.email, b.lists FROM json_each(?2) AS wanted
+CROSS JOIN base AS b ON b.rule_set = ?1 AND b.email = wanted.value
+"""
+_COUNT_MEMBERS = """
+INSERT INTO list_counts (rule_set, list_name, members) VALUES (?, ?, ?)
+ON CONFLICT (rule_set, list_name) DO UPDATE SET members = members + excluded.members
+"""
+_FORGET_BASE = "DELETE FROM base WHERE rule_set = ?1 AND email IN (SELECT value FROM json_each(?2))"
+_BUMP_VERSION = """
+INSERT INTO base_meta (rule_set, version, context, records)
+VALUES (?1, 1, ?2, (SELECT count(*) FROM base WHERE rule_set = ?1))
+ON CONFLICT (rule_set) DO UPDATE SET version = version + 1, context = excluded.context,
+    records = excluded.records
+RETURNING version
+"""
+_JOB_COLUMNS = (
+    "id, rule_set, side, vendor_job_id, kind, state, terminal, submitted_at, updated_at, polls, "
+    "detail, payload"
+)
+_RUN_COLUMNS = "id, rule_set, process, started_at, finished_at, outcome, counts, detail"
+_OUTCOME_COLUMNS = "run_id, rule_set, email, kind, outcome, reason, at"
+
+
+class StateStore:
+    """listsync's state database. Open with `StateStore.open`; close it, or use ``async with``."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path, clock: Clock) -> None:
+        self._conn: aiosqlite.Connection | None = conn
+        self._path = path
+        self._clock = clock
+        self._lock = anyio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path, *, clock: Clock = time.time) -> StateStore:
+        """Open (creating it, and its directory, if missing) and migrate the database at `path`.
+
+        A new file is created with mode 0600, and its WAL siblings under umask 077. Raises
+        `PermanentError` if the file is not a listsync database or was written by a newer schema.
+        """
+        path = Path(path)
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        except OSError as error:
+            raise PermanentError(f"cannot create state database {path}: {error}") from error
+        with _private_umask(), _translated(path, opening=True):
+            conn = await aiosqlite.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT)
+            try:
+                await _prepare(conn, path)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await conn.close()
+                raise
+        return cls(conn, path, clock)
+
+    async def close(self) -> None:
+        """Close the connection; further calls raise. Closing twice is harmless."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            async with self._lock:
+                await conn.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.close()
+
+    # --- the base --------------------------------------------------------------------------
+
+    async def base_version(self, rule_set: str) -> int:
+        """The base's version: bumped by every commit that changed it; 0 when nothing stored."""
+        rows = await self._fetch("SELECT version FROM base_meta WHERE rule_set = ?", (rule_set,))
+        return int(rows[0][0]) if rows else 0
+
+    async def base_context(self, rule_set: str) -> str | None:
+        """The context digest given with the last commit, or None before the first one."""
+        rows = await self._fetch("SELECT context FROM base_meta WHERE rule_set = ?", (rule_set,))
+        return str(rows[0][0]) if rows else None
+
+    async def base_count(self, rule_set: str) -> int:
+        rows = await self._fetch("SELECT records FROM base_meta WHERE rule_set = ?", (rule_set,))
+        return int(rows[0][0]) if rows else 0
+
+    async def fingerprint_index(self, rule_set: str) -> FingerprintIndex:
+        """Both sides' stored row fingerprints, to spot unchanged snapshot rows without decoding."""
+        rows = await self._fetch("SELECT crm_fp, esp_fp FROM base WHERE rule_set = ?", (rule_set,))
+        return await anyio.to_thread.run_sync(_fingerprint_index, rows)
+
+    async def emails_to_recheck(self, rule_set: str, side: Side, missing: Iterable[int]) -> list[str]:
+        """Emails of base rows whose `side` row was not seen unchanged: their fingerprint is among
+        `missing`, or they have none."""
+        column = "crm_fp" if side == "crm" else "esp_fp"
+        wanted = _encode_json([_signed(fp) for fp in missing]).decode()
+        rows = await self._fetch(
+            f"SELECT b.email FROM json_each(?2) AS f CROSS JOIN base AS b "
+            f"ON b.rule_set = ?1 AND b.{column} = f.value "
+            f"UNION ALL SELECT email FROM base WHERE rule_set = ?1 AND {column} IS NULL",
+            (rule_set, wanted),
+        )
+        return [str(email) for (email,) in rows]
+
+    async def load_base(self, rule_set: str, emails: Iterable[str] | None = None) -> dict[str, Record]:
+        """Base records by email: all of them, or those of `emails` that are stored."""
+        return {email: row[0] for email, row in (await self.load_base_rows(rule_set, emails)).items()}
+
+    async def load_base_rows(self, rule_set: str, emails: Iterable[str] | None = None) -> dict[str, BaseRow]:
+        """Base records with their (crm, esp) fingerprints: all, or those of `emails` stored."""
+        if emails is None:
+            sql = "SELECT email, record, crm_fp, esp_fp FROM base WHERE rule_set = ?"
+            rows = await self._fetch(sql, (rule_set,))
+        else:
+            # One JSON parameter instead of chunked IN-lists: one statement whatever the count.
+            sql = (
+                "SELECT b.email, b.record, b.crm_fp, b.esp_fp FROM json_each(?2) AS wanted "
+                "CROSS JOIN base AS b ON b.rule_set = ?1 AND b.email = wanted.value"
+            )
+            rows = await self._fetch(sql, (rule_set, _encode_json(list(emails)).decode()))
+        return await anyio.to_thread.run_sync(_decode_rows, rows)
+
+    async def list_sizes(self, rule_set: str) -> dict[str, int]:
+        """Member count of every list that has members in the base."""
+        rows = await self._fetch(
+            "SELECT list_name, members FROM list_counts WHERE rule_set = ? AND members > 0", (rule_set,)
+        )
+        return {str(name): int(count) for name, count in rows}
+
+    async def commit_base(
+        self, rule_set: str, upserts: BaseUpserts, deletes: Iterable[str], context: str
+    ) -> int:
+        """Store `upserts`, forget `deletes`, record `context`; returns the base version.
+
+        One transaction: records with their fingerprints, the list counts, the deletions and the
+        context all land, or none do. The version is bumped only if a record, a fingerprint, a
+        deletion or the context actually changed.
+        """
+        forgotten = list(dict.fromkeys(deletes))
+        both = upserts.keys() & set(forgotten)
+        if both:
+            raise ValueError(f"emails both upserted and deleted: {sorted(both)[:5]}")
+        items = list(upserts.items())
+        async with self._transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT version, context FROM base_meta WHERE rule_set = ?", (rule_set,)
+            )
+            version, previous = next(iter(rows), (0, None))
+            changed = previous != context
+            counts: Counter[str] = Counter()
+            for chunk in _chunks(items):
+                old = await conn.execute_fetchall(
+                    _OLD_LISTS, (rule_set, _encode_json([email for email, _ in chunk]).decode())
+                )
+                _count_lists(counts, old, -1)
+                counts.update(name for _, (record, _, _) in chunk for name in record.lists)
+                cursor = await conn.executemany(_UPSERT_BASE, _base_rows(rule_set, chunk))
+                changed |= cursor.rowcount > 0
+            for doomed in _chunks(forgotten):
+                gone = _encode_json(doomed).decode()
+                _count_lists(counts, await conn.execute_fetchall(_OLD_LISTS, (rule_set, gone)), -1)
+                cursor = await conn.execute(_FORGET_BASE, (rule_set, gone))
+                changed |= cursor.rowcount > 0
+            await conn.executemany(
+                _COUNT_MEMBERS, [(rule_set, name, delta) for name, delta in counts.items() if delta]
+            )
+            if changed:
+                rows = await conn.execute_fetchall(_BUMP_VERSION, (rule_set, context))
+                version = next(iter(rows))[0]
+        return int(version)
+
+    # --- cursors and lists -----------------------------------------------------------------
+
+    async def get_cursor(self, rule_set: str, side: Side, stream: str) -> str | None:
+        rows = await self._fetch(
+            "SELECT value FROM cursors WHERE rule_set = ? AND side = ? AND stream = ?",
+            (rule_set, side, stream),
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def set_cursor(self, rule_set: str, side: Side, stream: str, value: str) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO cursors (rule_set, side, stream, value, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (rule_set, side, stream) DO UPDATE SET "
+                "value = excluded.value, updated_at = excluded.updated_at",
+                (rule_set, side, stream, value, self._clock()),
+            )
+
+    async def remember_list(self, rule_set: str, side: Side, name: str, vendor_id: str) -> None:
+        """Record the vendor id of a list listsync created or resolved.
+
+        ``created_at`` is kept while the vendor id stays the same, and reset when it changes
+        (the list was recreated on the vendor).
+        """
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO lists (rule_set, side, name, vendor_id, created_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (rule_set, side, name) DO UPDATE SET "
+                "created_at = CASE WHEN vendor_id = excluded.vendor_id THEN created_at "
+                "ELSE excluded.created_at END, vendor_id = excluded.vendor_id",
+                (rule_set, side, name, vendor_id, self._clock()),
+            )
+
+    async def known_lists(self, rule_set: str, side: Side) -> dict[str, str]:
+        """List name -> vendor id."""
+        rows = await self._fetch(
+            "SELECT name, vendor_id FROM lists WHERE rule_set = ? AND side = ?", (rule_set, side)
+        )
+        return {str(name): str(vendor_id) for name, vendor_id in rows}
+
+    # --- import jobs -----------------------------------------------------------------------
+
+    async def add_job(self, rule_set: str, side: Side, vendor_job_id: str, kind: str, payload: bytes) -> int:
+        """Record a submitted import job (state ``submitted``); returns its id."""
+        now = self._clock()
+        try:
+            async with self._transaction() as conn:
+                cursor = await conn.execute(
+                    "INSERT INTO jobs (rule_set, side, vendor_job_id, kind, state, submitted_at, "
+                    "updated_at, payload) VALUES (?, ?, ?, ?, 'submitted', ?, ?, ?)",
+                    (rule_set, side, vendor_job_id, kind, now, now, payload),
+                )
+        except sqlite3.IntegrityError as error:
+            raise ValueError(
+                f"job {vendor_job_id!r} on {side} is already recorded for {rule_set!r}"
+            ) from error
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    async def update_job(self, job_id: int, state: str, terminal: bool, detail: str | None = None) -> None:
+        """Record one poll of a job; `detail` replaces the stored one only when given."""
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE jobs SET state = ?, terminal = ?, detail = coalesce(?, detail), "
+                "updated_at = ?, polls = polls + 1 WHERE id = ?",
+                (state, terminal, detail, self._clock(), job_id),
+            )
+            if cursor.rowcount == 0:
+                raise KeyError(f"no job with id {job_id}")
+
+    async def open_jobs(self, rule_set: str | None = None) -> list[JobRecord]:
+        """Jobs not yet terminal, oldest first; of every rule set when `rule_set` is None."""
+        sql = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE terminal = 0"
+        if rule_set is None:
+            rows = await self._fetch(f"{sql} ORDER BY id", ())
+        else:
+            rows = await self._fetch(f"{sql} AND rule_set = ? ORDER BY id", (rule_set,))
+        return [_job(row) for row in rows]
+
+    async def jobs(self, rule_set: str, *, limit: int = 100) -> list[JobRecord]:
+        """The most recent jobs of `rule_set`, newest first."""
+        rows = await self._fetch(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE rule_set = ? ORDER BY id DESC LIMIT ?",
+            (rule_set, limit),
+        )
+        return [_job(row) for row in rows]
+
+    # --- runs and row outcomes -------------------------------------------------------------
+
+    async def start_run(self, rule_set: str, process: str) -> int:
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO runs (rule_set, process, started_at, outcome) VALUES (?, ?, ?, 'running')",
+                (rule_set, process, self._clock()),
+            )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    async def finish_run(
+        self,
+        run_id: int,
+        outcome: RunOutcome,
+        counts: Mapping[str, int],
+        detail: str | None = None,
+    ) -> None:
+        if outcome not in _FINISHED:
+            raise ValueError(f"a run finishes as one of {sorted(_FINISHED)}, not {outcome!r}")
+        encoded = msgspec.json.encode(dict(counts)).decode()
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE runs SET finished_at = ?, outcome = ?, counts = ?, detail = ? WHERE id = ?",
+                (self._clock(), outcome, encoded, detail, run_id),
+            )
+            if cursor.rowcount == 0:
+                raise KeyError(f"no run with id {run_id}")
+
+    async def record_outcomes(
+        self, run_id: int, rows: Iterable[tuple[str, str, RowOutcome, str | None]]
+    ) -> None:
+        """Record (email, op kind, outcome, reason) rows for a run, all stamped now."""
+        at = self._clock()
+        batch = list(rows)
+        for _, _, outcome, _ in batch:
+            if outcome not in _ROW_OUTCOMES:
+                raise ValueError(f"a row outcome is one of {sorted(_ROW_OUTCOMES)}: {outcome!r}")
+        async with self._transaction() as conn:
+            found = await conn.execute_fetchall("SELECT rule_set FROM runs WHERE id = ?", (run_id,))
+            owner = next(iter(found), None)
+            if owner is None:
+                raise KeyError(f"no run with id {run_id}")
+            await conn.executemany(
+                f"INSERT INTO row_outcomes ({_OUTCOME_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ((run_id, owner[0], e, kind, o, reason, at) for e, kind, o, reason in batch),
+            )
+
+    async def runs(self, rule_set: str | None = None, *, limit: int = 50) -> list[RunRecord]:
+        """The most recent runs, newest first."""
+        if rule_set is None:
+            sql = f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT ?"
+            rows = await self._fetch(sql, (limit,))
+        else:
+            sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE rule_set = ? ORDER BY id DESC LIMIT ?"
+            rows = await self._fetch(sql, (rule_set, limit))
+        return [_run(row) for row in rows]
+
+    async def outcomes_for(self, email: str, rule_set: str | None = None) -> list[OutcomeRecord]:
+        """Every recorded outcome for `email` (matched exactly), oldest first."""
+        sql = f"SELECT {_OUTCOME_COLUMNS} FROM row_outcomes WHERE email = ?"
+        if rule_set is None:
+            rows = await self._fetch(f"{sql} ORDER BY id", (email,))
+        else:
+            rows = await self._fetch(f"{sql} AND rule_set = ? ORDER BY id", (email, rule_set))
+        return [OutcomeRecord(*row) for row in rows]
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _connection(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError(f"state store {self._path} is closed")
+        return self._conn
+
+    async def _fetch(self, sql: str, parameters: Sequence[object]) -> list[Any]:
+        conn = self._connection()
+        async with self._lock:
+            with _translated(self._path):
+                return list(await conn.execute_fetchall(sql, parameters))
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        conn = self._connection()
+        async with self._lock:
+            with _translated(self._path):
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    with anyio.CancelScope(shield=True):
+                        await conn.rollback()
+                    raise
+
+
+async def _prepare(conn: aiosqlite.Connection, path: Path) -> None:
+    async with conn.execute("PRAGMA journal_mode = WAL") as cursor:
+        mode = await cursor.fetchone()
+    if mode is None or str(mode[0]).lower() != "wal":
+        raise PermanentError(f"state database {path} cannot use WAL journaling (got {mode})")
+    await conn.execute("PRAGMA foreign_keys = ON")
+    await conn.execute("PRAGMA synchronous = NORMAL")
+    await conn.execute("PRAGMA cache_size = -65536")
+    await migrate(conn, str(path))
+
+
+@contextmanager
+def _translated(path: Path, *, opening: bool = False) -> Iterator[None]:
+    """SQLite's errors as listsync's: a busy database is transient, a broken one permanent.
+
+    Anything else (constraint violations, misuse) is a bug in the caller and passes unchanged.
+    """
+    try:
+        yield
+    except sqlite3.DatabaseError as error:
+        code = getattr(error, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        if primary in _BUSY_CODES:
+            raise TransientError(f"state database {path} is busy: {error}") from error
+        if opening or primary in _BROKEN_CODES:
+            raise PermanentError(f"state database {path} is unusable: {error}") from error
+        raise
+
+
+class _PrivateUmask:
+    """Umask 077 while any store is opening; overlapping opens share one saved mask."""
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._saved = 0
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        if self._depth == 0:
+            self._saved = os.umask(0o077)
+            os.umask(self._saved | 0o077)
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                os.umask(self._saved)
+
+
+_private_umask = _PrivateUmask()
+
+
+def _chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _signed(fingerprint: int | None) -> int | None:
+    if fingerprint is None:
+        return None
+    if not 0 <= fingerprint <= _U64_MASK:
+        raise ValueError(f"fingerprint {fingerprint} is not an unsigned 64-bit integer")
+    return fingerprint - (1 << 64) if fingerprint >= _I64_LIMIT else fingerprint
+
+
+# The generators below run on aiosqlite's thread, inside `executemany`, so encoding a million
+# records does not hold up the event loop; an exception in them aborts the transaction.
+def _base_rows(
+    rule_set: str, chunk: Sequence[tuple[str, tuple[Record, int | None, int | None]]]
+) -> Iterator[tuple[object, ...]]:
+    for email, (record, crm_fp, esp_fp) in chunk:
+        if record.email != email:
+            raise ValueError(f"record for {email!r} carries email {record.email!r}")
+        yield (
+            rule_set,
+            email,
+            record.kind,
+            record.opted_out,
+            _signed(crm_fp),
+            _signed(esp_fp),
+            _lists_text(record),
+            _encode_record(record),
+        )
+
+
+def _lists_text(record: Record) -> str:
+    return _encode_json(sorted(record.lists)).decode()
+
+
+def _fingerprint_index(rows: list[tuple[int | None, int | None]]) -> FingerprintIndex:
+    return FingerprintIndex(
+        crm={crm & _U64_MASK for crm, _ in rows if crm is not None},
+        esp={esp & _U64_MASK for _, esp in rows if esp is not None},
+        records=len(rows),
+    )
+
+
+def _unsigned(fingerprint: int | None) -> int | None:
+    return None if fingerprint is None else fingerprint & _U64_MASK
+
+
+def _decode_rows(rows: list[tuple[str, bytes, int | None, int | None]]) -> dict[str, BaseRow]:
+    return {email: (_decode_record(blob), _unsigned(crm), _unsigned(esp)) for email, blob, crm, esp in rows}
+
+
+def _count_lists(counts: Counter[str], rows: Iterable[Any], sign: int) -> None:
+    for _, lists in rows:
+        for name in _decode_lists(lists):
+            counts[name] += sign
+
+
+def _job(row: Any) -> JobRecord:
+    fields = list(row)
+    fields[6] = bool(fields[6])
+    return JobRecord(*fields)
+
+
+def _run(row: Any) -> RunRecord:
+    fields = list(row)
+    fields[6] = msgspec.json.decode(fields[6], type=dict[str, int])
+    return RunRecord(*fields)

@@ -1,0 +1,185 @@
+"""The state database's schema, as an append-only list of forward migrations.
+
+`PRAGMA user_version` holds the number of steps applied. `MIGRATIONS[n]` takes a database from
+version ``n`` to ``n + 1``; a step, once released, is never edited, only followed by new ones, so
+that every existing state file can be brought forward. `migrate` applies the missing steps in one
+transaction and refuses a database written by a newer listsync rather than guessing at it.
+
+Every table carries a ``rule_set`` column because several rule sets may share one state file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+import aiosqlite
+import anyio
+
+from engine.errors import PermanentError
+
+# v1: the base (last state both sides confirmed) and what incremental sync needs to resume.
+_V1 = """
+CREATE TABLE base (
+    rule_set  TEXT    NOT NULL,
+    email     TEXT    NOT NULL,
+    kind      TEXT    NOT NULL,
+    opted_out INTEGER NOT NULL CHECK (opted_out IN (0, 1)),
+    crm_fp    INTEGER,            -- unsigned 64-bit fingerprint stored as its signed twin
+    esp_fp    INTEGER,
+    lists     TEXT    NOT NULL DEFAULT '[]',  -- the record's lists, sorted JSON array
+    record    BLOB    NOT NULL,   -- msgpack of engine.records.Record
+    PRIMARY KEY (rule_set, email)
+-- Clustered by (rule_set, email): reading a rule set's whole base is one range scan.
+) WITHOUT ROWID;
+
+-- The fingerprint indexes let a plan find the base rows whose side row changed or vanished
+-- without reading every email.
+CREATE INDEX base_by_crm_fp ON base (rule_set, crm_fp);
+CREATE INDEX base_by_esp_fp ON base (rule_set, esp_fp);
+
+-- Members per list of the base, kept in step with `base.lists` by the transaction that writes the
+-- base, so safety thresholds can read a list's size without counting it.
+CREATE TABLE list_counts (
+    rule_set  TEXT    NOT NULL,
+    list_name TEXT    NOT NULL,
+    members   INTEGER NOT NULL,
+    PRIMARY KEY (rule_set, list_name)
+) WITHOUT ROWID;
+
+CREATE TABLE base_meta (
+    rule_set TEXT    NOT NULL PRIMARY KEY,
+    version  INTEGER NOT NULL,
+    context  TEXT    NOT NULL,
+    records  INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+CREATE TABLE cursors (
+    rule_set   TEXT NOT NULL,
+    side       TEXT NOT NULL CHECK (side IN ('crm', 'esp')),
+    stream     TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (rule_set, side, stream)
+) WITHOUT ROWID;
+
+CREATE TABLE lists (
+    rule_set   TEXT NOT NULL,
+    side       TEXT NOT NULL CHECK (side IN ('crm', 'esp')),
+    name       TEXT NOT NULL,
+    vendor_id  TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (rule_set, side, name)
+) WITHOUT ROWID;
+"""
+
+# v2: import-job tracking and run history with row-level outcomes.
+_V2 = """
+CREATE TABLE jobs (
+    id            INTEGER PRIMARY KEY,
+    rule_set      TEXT    NOT NULL,
+    side          TEXT    NOT NULL CHECK (side IN ('crm', 'esp')),
+    vendor_job_id TEXT    NOT NULL,
+    kind          TEXT    NOT NULL,
+    state         TEXT    NOT NULL,
+    terminal      INTEGER NOT NULL DEFAULT 0 CHECK (terminal IN (0, 1)),
+    submitted_at  REAL    NOT NULL,
+    updated_at    REAL    NOT NULL,
+    polls         INTEGER NOT NULL DEFAULT 0,
+    detail        TEXT,
+    payload       BLOB    NOT NULL,
+    UNIQUE (rule_set, side, vendor_job_id)
+);
+CREATE INDEX jobs_by_rule_set ON jobs (rule_set, id);
+CREATE INDEX jobs_open ON jobs (id) WHERE terminal = 0;
+
+CREATE TABLE runs (
+    id          INTEGER PRIMARY KEY,
+    rule_set    TEXT NOT NULL,
+    process     TEXT NOT NULL,
+    started_at  REAL NOT NULL,
+    finished_at REAL,
+    outcome     TEXT NOT NULL CHECK (outcome IN ('running', 'ok', 'partial', 'failed', 'held')),
+    counts      TEXT NOT NULL DEFAULT '{}',   -- JSON object: name -> count
+    detail      TEXT,
+    UNIQUE (id, rule_set)                     -- target of row_outcomes' foreign key
+);
+CREATE INDEX runs_by_rule_set ON runs (rule_set, id);
+
+-- rule_set is copied from the run so that history can be searched by (email, rule set) through
+-- one index; the composite foreign key keeps the copy honest.
+CREATE TABLE row_outcomes (
+    id       INTEGER PRIMARY KEY,
+    run_id   INTEGER NOT NULL,
+    rule_set TEXT    NOT NULL,
+    email    TEXT    NOT NULL,
+    kind     TEXT    NOT NULL,
+    outcome  TEXT    NOT NULL CHECK (outcome IN ('done', 'rejected', 'pending')),
+    reason   TEXT,
+    at       REAL    NOT NULL,
+    FOREIGN KEY (run_id, rule_set) REFERENCES runs (id, rule_set) ON DELETE CASCADE
+);
+CREATE INDEX row_outcomes_by_email ON row_outcomes (email, rule_set, id);
+CREATE INDEX row_outcomes_by_run ON row_outcomes (run_id, rule_set);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def statements(script: str) -> Iterator[str]:
+    """The complete SQL statements of `script`, in order.
+
+    `sqlite3.Connection.executescript` commits any open transaction first, so steps are run
+    statement by statement inside our own transaction instead.
+    """
+    start = 0
+    for end, char in enumerate(script):
+        if char == ";" and sqlite3.complete_statement(script[start : end + 1]):
+            statement = script[start : end + 1].strip()
+            start = end + 1
+            if statement != ";":
+                yield statement
+    if script[start:].strip():
+        raise ValueError(f"incomplete SQL statement at the end of a migration: {script[start:]!r}")
+
+
+async def migrate(conn: aiosqlite.Connection, path: str) -> int:
+    """Bring the database on `conn` to `SCHEMA_VERSION`; returns the version it was at.
+
+    The version is read again under the write lock, so two processes opening the same old file at
+    once migrate it once. `conn` must be in autocommit mode (``isolation_level=None``).
+    """
+    found = await _version(conn)
+    _refuse_future(found, path)
+    if found == SCHEMA_VERSION:
+        return found
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = await _version(conn)
+        _refuse_future(found, path)
+        for step in MIGRATIONS[found:]:
+            for statement in statements(step):
+                await conn.execute(statement)
+        await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
+        await conn.execute("COMMIT")
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await conn.rollback()
+        raise
+    return found
+
+
+async def _version(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _refuse_future(found: int, path: str) -> None:
+    if found > SCHEMA_VERSION:
+        raise PermanentError(
+            f"state database {path} has schema version {found}, newer than this listsync "
+            f"understands ({SCHEMA_VERSION}); upgrade listsync or point it at another state path"
+        )

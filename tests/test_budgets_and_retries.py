@@ -1,0 +1,97 @@
+"""Call budgets and retries on fake time (looptime): limits hold, Retry-After is honoured."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from engine.budgets import Budgets
+from engine.contract import Capabilities
+from engine.errors import PermanentError, TransientError
+from engine.retrying import with_retries
+from engine.ruleset import Limits
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.looptime]
+
+
+async def test_one_account_budget_is_shared_and_never_exceeded() -> None:
+    budgets = Budgets()
+    limits = Limits(calls=4, period="1s", burst=4)
+    first = budgets.for_account("acct", limits, Capabilities())
+    second = budgets.for_account("acct", Limits(calls=4, period="1s"), Capabilities())
+    assert first is second
+    loop = asyncio.get_running_loop()
+    stamps: list[float] = []
+
+    async def caller() -> None:
+        for _ in range(20):
+            await first.acquire()
+            stamps.append(loop.time())
+
+    start = loop.time()
+    await asyncio.gather(caller(), caller())
+    assert first.used == 40
+    # 40 calls at 4 a second with a burst of 4 take at least 9 seconds...
+    assert loop.time() - start >= 9
+    # ...and no one-second window ever holds more than the burst plus a second's refill.
+    for stamp in stamps:
+        assert sum(1 for other in stamps if stamp <= other < stamp + 1) <= 8
+
+
+async def test_another_account_has_its_own_budget() -> None:
+    budgets = Budgets()
+    limits = Limits(calls=1, period="1s")
+    assert budgets.for_account("a", limits, Capabilities()) is not budgets.for_account(
+        "b", limits, Capabilities()
+    )
+
+
+async def test_the_adapter_default_applies_when_the_rules_set_no_limit() -> None:
+    budget = Budgets().for_account("x", Limits(), Capabilities(calls=2, period_seconds=1.0))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for _ in range(6):
+        await budget.acquire()
+    assert loop.time() - start >= 2
+
+
+async def test_transient_errors_are_retried_honouring_retry_after() -> None:
+    loop = asyncio.get_running_loop()
+    attempts: list[float] = []
+
+    async def flaky() -> str:
+        attempts.append(loop.time())
+        if len(attempts) < 3:
+            raise TransientError("rate limited", retry_after=30)
+        return "done"
+
+    assert await with_retries(flaky) == "done"
+    assert len(attempts) == 3
+    assert attempts[1] - attempts[0] >= 30 and attempts[2] - attempts[1] >= 30
+
+
+async def test_permanent_errors_are_not_retried() -> None:
+    calls = 0
+
+    async def broken() -> None:
+        nonlocal calls
+        calls += 1
+        raise PermanentError("bad credentials")
+
+    with pytest.raises(PermanentError):
+        await with_retries(broken)
+    assert calls == 1
+
+
+async def test_retries_give_up_after_the_last_attempt() -> None:
+    calls = 0
+
+    async def down() -> None:
+        nonlocal calls
+        calls += 1
+        raise TransientError("503")
+
+    with pytest.raises(TransientError):
+        await with_retries(down, attempts=3)
+    assert calls == 3

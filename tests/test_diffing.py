@@ -1,0 +1,332 @@
+"""The three-way diff, one case per rule of DESIGN.md, plus hypothesis properties."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.plans import Change
+from engine.reconciling import agrees
+from engine.records import Record
+from tests.support import LISTS, applied, diff, kinds, make_rules, record
+
+RULES = make_rules()
+
+
+def test_identical_sides_with_a_base_give_no_ops() -> None:
+    same = record(fields={"FIRSTNAME": "Jo", "CITY": "York", "SCORE": 3}, lists=frozenset({"Spring"}))
+    assert diff(same, same, same, RULES).ops == ()
+
+
+def test_a_crm_change_propagates_to_the_esp() -> None:
+    base = record(fields={"FIRSTNAME": "Jo", "CITY": "York", "SCORE": 3})
+    crm = record(fields={"FIRSTNAME": "Joanna", "CITY": "York", "SCORE": 3})
+    result = diff(crm, base, base, RULES)
+    assert kinds(result) == ["upsert_contact"]
+    assert result.ops[0].changes == {"FIRSTNAME": Change("Jo", "Joanna")}
+    assert result.target is not None and result.target.fields["FIRSTNAME"] == "Joanna"
+
+
+def test_an_esp_change_to_a_crm_owned_field_is_overwritten() -> None:
+    base = record(fields={"FIRSTNAME": "Jo", "CITY": None, "SCORE": None})
+    esp = record(fields={"FIRSTNAME": "Joe", "CITY": None, "SCORE": None})
+    result = diff(base, esp, base, RULES)
+    assert result.ops[0].kind == "upsert_contact"
+    assert result.ops[0].changes == {"FIRSTNAME": Change("Joe", "Jo")}
+
+
+def test_an_esp_owned_field_flows_to_the_crm() -> None:
+    base = record(fields={"FIRSTNAME": None, "CITY": None, "SCORE": 1})
+    esp = record(fields={"FIRSTNAME": None, "CITY": None, "SCORE": 9})
+    result = diff(base, esp, base, RULES)
+    assert kinds(result) == ["update_crm"]
+    assert result.ops[0].changes == {"SCORE": Change(1, 9)}
+
+
+def test_equal_changes_on_both_sides_converge_silently() -> None:
+    base = record(fields={"FIRSTNAME": None, "CITY": "York", "SCORE": None})
+    moved = record(fields={"FIRSTNAME": None, "CITY": "Leeds", "SCORE": None})
+    result = diff(moved, moved, base, RULES)
+    assert result.ops == ()
+    assert result.target is not None and result.target.fields["CITY"] == "Leeds"
+
+
+def test_different_changes_go_to_the_owner() -> None:
+    base = record(fields={"FIRSTNAME": None, "CITY": "York", "SCORE": None})
+    crm = record(fields={"FIRSTNAME": None, "CITY": "Leeds", "SCORE": None})
+    esp = record(fields={"FIRSTNAME": None, "CITY": "Hull", "SCORE": None})
+    result = diff(crm, esp, base, RULES)
+    assert kinds(result) == ["upsert_contact"]
+    assert result.ops[0].changes == {"CITY": Change("Hull", "Leeds")}
+
+
+def test_different_changes_without_an_owner_are_parked_as_a_conflict() -> None:
+    rules = make_rules(fields=[{"crm": "city", "esp": "CITY", "direction": "both"}])
+    base = record(fields={"CITY": "York"})
+    result = diff(record(fields={"CITY": "Leeds"}), record(fields={"CITY": "Hull"}), base, rules)
+    assert kinds(result) == ["conflict"]
+    assert result.ops[0].changes == {"CITY": Change("Leeds", "Hull")}
+    assert result.target is not None and result.target.fields["CITY"] == "York"
+
+
+def test_a_new_crm_contact_is_created_with_its_lists() -> None:
+    crm = record(fields={"FIRSTNAME": "Jo", "CITY": "York", "SCORE": None}, lists=frozenset({"Spring"}))
+    result = diff(crm, None, None, RULES)
+    assert kinds(result) == ["upsert_contact", "add_member"]
+    assert result.ops[0].changes == {"FIRSTNAME": Change(None, "Jo"), "CITY": Change(None, "York")}
+
+
+def test_an_opted_out_new_crm_contact_is_created_opted_out() -> None:
+    result = diff(record(opted_out=True), None, None, RULES)
+    assert sorted(kinds(result)) == ["opt_out_esp", "upsert_contact"]
+
+
+def test_a_contact_deleted_from_the_esp_is_recreated_with_its_opt_out() -> None:
+    base = record(opted_out=True, opt_out_reason="unsubscribed", lists=frozenset({"Spring"}))
+    result = diff(base, None, base, RULES)
+    assert sorted(kinds(result)) == ["add_member", "opt_out_esp", "upsert_contact"]
+
+
+def test_a_contact_only_in_the_esp_is_left_alone() -> None:
+    result = diff(None, record(lists=frozenset({"Spring"})), None, RULES)
+    assert result.ops == () and result.target is None and not result.changed
+
+
+def test_a_contact_deleted_in_the_crm_leaves_managed_lists_and_is_forgotten() -> None:
+    base = record(lists=frozenset({"Spring"}))
+    esp = record(lists=frozenset({"Spring", "Unmanaged"}))
+    result = diff(None, esp, base, RULES)
+    assert [(op.kind, op.list) for op in result.ops] == [("remove_member", "Spring")]
+    assert result.target is None and result.changed
+
+
+def test_a_deleted_opted_out_contact_stays_as_a_tombstone() -> None:
+    base = record(opted_out=True, opt_out_reason="unsubscribed", fields={"FIRSTNAME": "Jo"})
+    result = diff(None, None, base, RULES)
+    assert result.target is not None and result.target.opted_out
+    # If the contact comes back in the CRM, opted in, the opt-out is still enforced.
+    back = diff(record(fields={"FIRSTNAME": "Jo"}), None, result.target, RULES)
+    assert "opt_out_esp" in kinds(back)
+    assert back.target is not None and back.target.opted_out
+
+
+def test_a_member_removed_from_the_campaign_leaves_the_list() -> None:
+    base = record(lists=frozenset({"Spring", "Webinar"}))
+    crm = record(lists=frozenset({"Webinar"}))
+    result = diff(crm, base, base, RULES)
+    assert [(op.kind, op.list) for op in result.ops] == [("remove_member", "Spring")]
+
+
+def test_crm_opt_out_propagates_to_the_esp() -> None:
+    base = record()
+    result = diff(record(opted_out=True), base, base, RULES)
+    assert kinds(result) == ["opt_out_esp"]
+
+
+def test_esp_opt_out_propagates_to_the_crm() -> None:
+    base = record()
+    result = diff(base, record(opted_out=True, opt_out_reason="unsubscribed"), base, RULES)
+    assert kinds(result) == ["opt_out_crm"]
+    assert result.target is not None and result.target.opt_out_reason == "unsubscribed"
+
+
+def test_a_crm_resubscribe_is_blocked_and_the_opt_out_restored() -> None:
+    base = record(opted_out=True, opt_out_reason="unsubscribed")
+    result = diff(record(opted_out=False), base, base, RULES)
+    assert sorted(kinds(result)) == ["blocked_resubscribe", "opt_out_crm"]
+    assert result.target is not None and result.target.opted_out
+
+
+def test_a_crm_resubscribe_is_allowed_only_for_permitted_reasons() -> None:
+    rules = make_rules(consent={"resubscribe": "from_crm", "resubscribe_reasons": ["admin"]})
+    admin = record(opted_out=True, opt_out_reason="admin")
+    allowed = diff(record(opted_out=False), admin, admin, rules)
+    assert kinds(allowed) == ["upsert_contact"]
+    assert allowed.ops[0].changes == {"opted_out": Change(True, False)}
+    own = record(opted_out=True, opt_out_reason="unsubscribed")
+    assert "blocked_resubscribe" in kinds(diff(record(opted_out=False), own, own, rules))
+
+
+def test_an_esp_resubscribe_flows_to_the_crm_when_allowed() -> None:
+    rules = make_rules(consent={"resubscribe": "from_esp"})
+    base = record(opted_out=True, opt_out_reason="unsubscribed")
+    result = diff(base, record(opted_out=False), base, rules)
+    assert kinds(result) == ["update_crm"]
+    assert result.ops[0].changes == {"opted_out": Change(True, False)}
+
+
+def test_a_hard_bounce_marks_the_crm_undeliverable() -> None:
+    base = record()
+    result = diff(base, record(undeliverable=True), base, RULES)
+    assert kinds(result) == ["mark_undeliverable_crm"]
+
+
+def test_a_person_only_field_is_not_synced_for_leads() -> None:
+    rules = make_rules(fields=[{"crm": "company", "esp": "COMPANY", "applies_to": "lead"}])
+    crm = record(kind="person", fields={})
+    esp = record(fields={"COMPANY": "Acme"})
+    assert diff(crm, esp, crm, rules).ops == ()
+
+
+# --- properties -------------------------------------------------------------------------------
+
+TEXT = st.sampled_from([None, "a", "b", "c"])
+NUMBER = st.sampled_from([None, 1, 2, 2.5])
+REASONS = st.sampled_from([None, "unsubscribed", "admin", "crm", "complaint"])
+
+
+@st.composite
+def records(draw: Any, email: str = "p@example.com") -> Record:
+    opted_out = draw(st.booleans())
+    return Record(
+        email,
+        kind=draw(st.sampled_from(["person", "lead"])),
+        opted_out=opted_out,
+        opt_out_reason=draw(REASONS) if opted_out else None,
+        undeliverable=draw(st.booleans()),
+        fields={"FIRSTNAME": draw(TEXT), "CITY": draw(TEXT), "SCORE": draw(NUMBER)},
+        lists=frozenset(draw(st.sets(st.sampled_from(sorted(LISTS))))),
+    )
+
+
+maybe = st.one_of(st.none(), records())
+consent_rules = st.sampled_from(["never", "from_crm", "from_esp", "both"])
+
+
+@given(records(), st.booleans())
+def test_identical_sides_give_no_ops(same: Record, with_base: bool) -> None:
+    same_esp = Record(
+        same.email,
+        opted_out=same.opted_out,
+        opt_out_reason=same.opt_out_reason,
+        undeliverable=same.undeliverable and False,
+        fields=same.fields,
+        lists=same.lists,
+    )
+    crm = Record(
+        same.email,
+        kind=same.kind,
+        opted_out=same.opted_out,
+        undeliverable=False,
+        fields=same.fields,
+        lists=same.lists,
+    )
+    assert diff(crm, same_esp, crm if with_base else None, RULES).ops == ()
+
+
+@given(records(), records())
+def test_a_one_sided_change_propagates(base: Record, crm: Record) -> None:
+    esp = base
+    crm = Record(
+        crm.email,
+        kind=base.kind,
+        opted_out=crm.opted_out,
+        undeliverable=base.undeliverable,
+        fields=crm.fields,
+        lists=crm.lists,
+    )
+    result = diff(crm, esp, base, RULES)
+    _, new_esp = applied(crm, esp, result)
+    assert result.target is not None and new_esp is not None
+    # Fields the CRM may write: its value reached the ESP.
+    for name in ("FIRSTNAME", "CITY"):
+        assert new_esp.fields[name] == crm.fields[name]
+    assert new_esp.lists == crm.lists
+
+
+@given(maybe, maybe, maybe, consent_rules)
+@settings(max_examples=400)
+def test_applying_then_planning_again_gives_an_empty_plan(
+    crm: Record | None, esp: Record | None, base: Record | None, resubscribe: str
+) -> None:
+    rules = make_rules(consent={"resubscribe": resubscribe})
+    result = diff(crm, esp, base, rules) if (crm or esp or base) else None
+    if result is None:
+        return
+    new_crm, new_esp = applied(crm, esp, result)
+    if new_crm is None and new_esp is None and result.target is None:
+        return
+    again = diff(new_crm, new_esp, result.target, rules)
+    assert [op for op in again.ops if op.kind != "conflict"] == []
+    if result.target is not None and new_crm is not None:
+        assert agrees(new_crm, result.target, "crm")
+
+
+@given(maybe, maybe, maybe)
+@settings(max_examples=400)
+def test_an_opt_out_on_either_side_is_never_reverted(
+    crm: Record | None, esp: Record | None, base: Record | None
+) -> None:
+    if not (crm or esp or base):
+        return
+    result = diff(crm, esp, base, RULES)
+    new_crm, new_esp = applied(crm, esp, result)
+    seen = any(r is not None and r.opted_out for r in (crm, esp))
+    if seen:
+        assert result.target is None or result.target.opted_out
+        for side in (new_crm, new_esp):
+            assert side is None or side.opted_out
+    for op in result.ops:
+        assert op.changes.get("opted_out") is None, "resubscribed against the rules"
+
+
+@given(maybe, maybe, maybe, consent_rules)
+@settings(max_examples=400)
+def test_nobody_is_resubscribed_unless_allowed(
+    crm: Record | None, esp: Record | None, base: Record | None, resubscribe: str
+) -> None:
+    if not (crm or esp or base):
+        return
+    rules = make_rules(consent={"resubscribe": resubscribe})
+    for op in diff(crm, esp, base, rules).ops:
+        change = op.changes.get("opted_out")
+        if change is None:
+            continue
+        assert change == Change(True, False)
+        # Writing the resubscribe to the ESP means it came from the CRM, and vice versa.
+        origin = "crm" if op.kind == "upsert_contact" else "esp"
+        assert resubscribe in ("both", f"from_{origin}")
+
+
+SYMMETRIC = make_rules(
+    fields=[
+        {"crm": "first_name", "esp": "FIRSTNAME", "direction": "both"},
+        {"crm": "city", "esp": "CITY", "direction": "both"},
+    ]
+)
+MIRROR = {
+    "upsert_contact": "update_crm",
+    "update_crm": "upsert_contact",
+    "opt_out_esp": "opt_out_crm",
+    "opt_out_crm": "opt_out_esp",
+    "conflict": "conflict",
+    "blocked_resubscribe": "blocked_resubscribe",
+}
+
+
+def _sym(draw: Any) -> Record:
+    opted_out = draw(st.booleans())
+    return Record("p@example.com", opted_out=opted_out, fields={"FIRSTNAME": draw(TEXT), "CITY": draw(TEXT)})
+
+
+@given(st.data())
+def test_swapping_which_side_changed_mirrors_the_ops(data: st.DataObject) -> None:
+    crm, esp, base = (_sym(data.draw) for _ in range(3))
+    forward = diff(crm, esp, base, SYMMETRIC)
+    backward = diff(esp, crm, base, SYMMETRIC)
+
+    def shape(ops: Any, mirror: bool) -> list[tuple[Any, ...]]:
+        out = []
+        for op in ops:
+            kind = MIRROR[op.kind] if mirror else op.kind
+            changes = {
+                k: (Change(v.new, v.old) if op.kind == "conflict" and mirror else v)
+                for k, v in op.changes.items()
+            }
+            side = {"crm": "esp", "esp": "crm"}.get(op.side or "") if mirror else op.side
+            out.append((kind, tuple(sorted(changes.items(), key=lambda kv: kv[0])), side))
+        return sorted(out, key=repr)
+
+    assert shape(forward.ops, mirror=True) == shape(backward.ops, mirror=False)
