@@ -3,17 +3,20 @@
 The base stores, per record and side, the fingerprint of the row that held exactly the agreed
 values. A row whose fingerprint is among them is unchanged: it is counted and dropped, never
 decoded, and the base record stands for it. Only new or changed rows are decoded and mapped, which
-keeps a full plan over a million mostly unchanged rows fast. The few base records whose row was not
-seen are looked up afterwards (`settle_absences`): changed, or gone. When the rules' mapping context
-changed since the base was written, no fingerprint is trusted and every row is decoded.
+keeps a full plan over a million mostly unchanged rows fast. The base records whose row was not
+seen are looked up afterwards (`settle_absences`): changed, or gone. When the rules' mapping
+context changed since the base was written, no row is taken as unchanged and every row is decoded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Set
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from engine.contract import Snapshot
+from engine.fingerprints import FingerprintSet, fingerprint_all
 from engine.records import Mapper, Record, Rejection
 
 
@@ -22,18 +25,23 @@ class SideView:
     """One side after change detection."""
 
     complete: bool
+    known: FingerprintSet = field(default_factory=FingerprintSet)
+    trusted: bool = False
     rows: int = 0
     changed: dict[str, Record] = field(default_factory=dict)
     fingerprints: dict[str, int] = field(default_factory=dict)
-    # Fingerprints of rows byte-identical to the row confirmed with the base.
-    seen: set[int] = field(default_factory=set)
+    # Fingerprints of the base that no row of this snapshot carries.
+    missing: set[int] = field(default_factory=set)
     deleted: set[str] = field(default_factory=set)
     rejections: list[Rejection] = field(default_factory=list)
     # Emails whose row could not be taken in this time: neither changed nor deleted, left alone.
     rejected: set[str] = field(default_factory=set)
 
     def unchanged(self, fingerprint: int | None) -> bool:
-        return fingerprint is not None and fingerprint in self.seen
+        """Whether the row confirmed with this fingerprint is in the snapshot, byte for byte."""
+        if not self.trusted or fingerprint is None or fingerprint in self.missing:
+            return False
+        return self.complete and fingerprint in self.known
 
     def reject(self, side: str, email: str, reason: str) -> None:
         self.rejections.append(Rejection(side, email, reason))
@@ -42,16 +50,20 @@ class SideView:
         self.fingerprints.pop(email, None)
 
 
-def detect(side: str, snapshot: Snapshot, known: Set[int], mapper: Mapper) -> SideView:
-    """Split a snapshot into the fingerprints of unchanged rows and decoded, mapped changed records."""
-    view = SideView(complete=snapshot.complete)
-    seen = view.seen
-    for fingerprint, payload in snapshot.rows:
-        view.rows += 1
-        if fingerprint in known:
-            seen.add(fingerprint)
-        else:
-            _take(side, view, fingerprint, payload, snapshot, mapper)
+def detect(side: str, snapshot: Snapshot, known: FingerprintSet, trusted: bool, mapper: Mapper) -> SideView:
+    """Split a snapshot into unchanged rows and decoded, mapped changed records.
+
+    The snapshot's payloads are released once read.
+    """
+    view = SideView(complete=snapshot.complete, known=known, trusted=trusted)
+    payloads, snapshot.payloads = snapshot.payloads, ()
+    fingerprints = fingerprint_all(payloads)
+    view.rows = len(payloads)
+    unchanged = known.members(fingerprints) if trusted else np.zeros(len(payloads), dtype=bool)
+    for index in np.flatnonzero(~unchanged):
+        _take(side, view, int(fingerprints[index]), payloads[int(index)], snapshot, mapper)
+    if snapshot.complete:
+        view.missing.update(known.absent_from(fingerprints))
     view.deleted.update(email.strip().lower() for email in snapshot.deleted)
     return view
 
@@ -66,12 +78,14 @@ def _take(
         return
     mapped = mapper.map(row)
     if mapped is None:
+        # A record type the rules do not sync: as far as this sync goes, the row is not there.
+        view.missing.add(fingerprint)
         return
     if isinstance(mapped, Rejection):
         view.rejections.append(mapped)
         view.rejected.add(mapped.email)
         return
-    if mapped.email in view.changed:
+    if mapped.email in view.changed or mapped.email in view.rejected:
         view.reject(side, mapped.email, "duplicate email: another record has it too")
         return
     view.changed[mapped.email] = mapped

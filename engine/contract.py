@@ -6,19 +6,20 @@ finishes later (a bulk import) comes back as an outcome carrying a job id; the e
 job and polls it with `poll` until it reaches a terminal state. Every vendor call an adapter makes
 goes through `AdapterContext.budget`, the token bucket shared by everything using that account.
 
-Snapshots are lazy for speed: they stream each row's raw payload with a stable fingerprint of it,
-and a decoder. The engine decodes only rows whose fingerprint differs from the one it stored
-when it last confirmed that record, which is what lets a plan over a million unchanged rows be fast.
+Snapshots are lazy for speed: they carry each row's raw payload and a decoder. The engine decodes
+only rows whose fingerprint differs from the one it stored when it last confirmed that record,
+which is what lets a plan over a million unchanged rows be fast. An adapter that writes a row
+reports the new row's fingerprint (`engine.fingerprints.fingerprint`) in its `Outcome` when it
+knows the exact bytes the next snapshot will carry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-import xxhash
 from msgspec import Struct
 
 from engine.plans import Op, OpKind
@@ -61,22 +62,17 @@ class JobStatus(Struct, frozen=True, omit_defaults=True):
     detail: str | None = None
 
 
-def fingerprint(payload: bytes) -> int:
-    """A row's fingerprint: stable across processes, below 2**63 so SQLite stores it as it is."""
-    return xxhash.xxh3_64_intdigest(payload) >> 1
-
-
 @dataclass
 class Snapshot:
     """One side's records as read now, complete or as a delta since a cursor.
 
-    `rows` yields (fingerprint, payload) pairs and is read once, so an adapter may stream it; the
-    engine keeps only the payloads it needs to decode.
+    `payloads` holds each row's raw bytes; the engine fingerprints them all at once
+    (`engine.fingerprints`), decodes only the changed ones, and then lets go of the list.
     """
 
     complete: bool
     version: str
-    rows: Iterable[tuple[int, bytes]]
+    payloads: Sequence[bytes]
     decode: Callable[[bytes], Row]
     deleted: Sequence[str] = ()
     campaigns: Sequence[Campaign] = ()

@@ -1,16 +1,14 @@
 """Making a plan: snapshots from both sides and the base from the store, through the pure core.
 
-Reads only. Snapshots are taken concurrently; the fingerprint index decides which rows are decoded;
-only the candidates' base records are loaded. A complete snapshot that is empty while the base is
-not stops here as an outage. The plan records the tokens it was made from, so a saved plan can be
-refused later if anything moved.
+Reads only. The fingerprint index decides which rows are decoded; only the candidates' base records
+are loaded. A complete snapshot that is empty while the base is not stops here as an outage. The
+plan records the tokens it was made from, so a saved plan can be refused later if anything moved.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import anyio
 import msgspec
 import xxhash
 
@@ -26,48 +24,34 @@ from engine.session import SIDES, Sync
 
 RECORDS_STREAM = "records"
 OPT_OUTS = frozenset({"opt_out_esp", "opt_out_crm"})
-_NOTHING: frozenset[int] = frozenset()
-
-
-async def take_snapshots(sync: Sync, *, incremental: bool) -> tuple[Snapshot, Snapshot]:
-    """Both sides' snapshots, read at the same time; incremental from the stored cursors if asked."""
-    results: dict[Side, Snapshot] = {}
-
-    async def take(side: Side) -> None:
-        cursor = await sync.store.get_cursor(sync.name, side, RECORDS_STREAM) if incremental else None
-        results[side] = await sync.adapter(side).snapshot(cursor)
-
-    async with anyio.create_task_group() as group:
-        for side in SIDES:
-            group.start_soon(take, side)
-    return results["crm"], results["esp"]
 
 
 async def make_plan(sync: Sync, *, incremental: bool = False) -> Plan:
-    """The plan that brings both sides of `sync` into agreement, without writing anything."""
+    """The plan that brings both sides of `sync` into agreement, without writing anything.
+
+    The sides are read one after the other, each snapshot released once its changed rows are
+    decoded, so a plan holds one side's raw rows at a time.
+    """
     rules, store, name = sync.rules, sync.store, sync.name
-    crm_snapshot, esp_snapshot = await take_snapshots(sync, incremental=incremental)
-    context = _context(rules, crm_snapshot)
     base_version = await store.base_version(name)
-    complete = crm_snapshot.complete or esp_snapshot.complete
-    # The fingerprints are only needed to recognise unchanged rows in a full snapshot.
-    index = await store.fingerprint_index(name) if complete else None
-    trusted = index is not None and await store.base_context(name) == context
+    index = await store.fingerprint_index(name)
+    stored_context = await store.base_context(name)
+    crm_snapshot = await _snapshot(sync, "crm", incremental)
+    context = _context(rules, crm_snapshot)
+    trusted = stored_context == context
     crm_mapper = Mapper(rules, "crm", crm_snapshot.campaigns)
     esp_mapper = Mapper(rules, "esp", crm_snapshot.campaigns)
-    crm = detect("crm", crm_snapshot, index.crm if trusted and index else _NOTHING, crm_mapper)
-    esp = detect("esp", esp_snapshot, index.esp if trusted and index else _NOTHING, esp_mapper)
-    base_count = index.records if index is not None else await store.base_count(name)
-    check_outage("crm", crm.complete, crm.rows, base_count, rules.safety)
-    check_outage("esp", esp.complete, esp.rows, base_count, rules.safety)
+    crm = detect("crm", crm_snapshot, index.crm, trusted, crm_mapper)
+    check_outage("crm", crm.complete, crm.rows, index.records, rules.safety)
+    esp_snapshot = await _snapshot(sync, "esp", incremental)
+    esp = detect("esp", esp_snapshot, index.esp, trusted, esp_mapper)
+    check_outage("esp", esp.complete, esp.rows, index.records, rules.safety)
     for side, view in zip(SIDES, (crm, esp), strict=True):
-        if view.complete and index is not None:
-            # Untrusted, nothing was seen: every base record is rechecked against the decoded rows.
-            missing = (index.crm if side == "crm" else index.esp) - view.seen
-            settle_absences(view, await store.emails_to_recheck(name, side, missing))
+        if view.complete and index.records:
+            settle_absences(view, await store.emails_to_recheck(name, side, view.missing))
     base = await store.load_base_rows(name, candidates(crm, esp))
     result = reconcile(rules, crm, esp, base, crm_mapper.managed_lists, _account(sync, esp_snapshot))
-    stops = await _safety(sync, result.ops, base, base_count)
+    stops = await _safety(sync, result.ops, base, index.records)
     return Plan(
         rule_set=name,
         tokens=Tokens(base_version, crm_snapshot.version, esp_snapshot.version),
@@ -83,6 +67,12 @@ async def make_plan(sync: Sync, *, incremental: bool = False) -> Plan:
             if snapshot.cursor is not None
         },
     )
+
+
+async def _snapshot(sync: Sync, side: Side, incremental: bool) -> Snapshot:
+    """A side's snapshot: incremental from its stored cursor when asked and one exists."""
+    cursor = await sync.store.get_cursor(sync.name, side, RECORDS_STREAM) if incremental else None
+    return await sync.adapter(side).snapshot(cursor)
 
 
 async def _safety(

@@ -13,8 +13,8 @@ Timestamps come from the injected ``clock`` only. Usage::
     async with await StateStore.open(path) as store:
         version = await store.commit_base("rules", upserts, deletes, context)
 
-SQLite integers are signed 64-bit; fingerprints are unsigned. They are stored as their two's
-complement twin and converted back on the way out, so callers only ever see ``0 <= fp < 2**64``.
+Fingerprints are signed 64-bit integers (`engine.fingerprints`), stored as they are; each side's
+are also kept as one sorted array per rule set, so a plan loads them in one read.
 The schema and its migrations live in `engine.store_schema`.
 """
 
@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -37,6 +38,7 @@ import msgspec
 from msgspec import Struct
 
 from engine.errors import PermanentError, TransientError
+from engine.fingerprints import FingerprintSet
 from engine.records import Record
 from engine.ruleset import Side
 from engine.store_schema import migrate
@@ -48,7 +50,6 @@ RowOutcome = Literal["done", "rejected", "pending"]
 # email -> (record, crm fingerprint, esp fingerprint)
 BaseUpserts = Mapping[str, tuple[Record, int | None, int | None]]
 
-_U64_MASK = (1 << 64) - 1
 _I64_LIMIT = 1 << 63
 _CHUNK = 20_000
 _BUSY_TIMEOUT = 30.0
@@ -75,15 +76,16 @@ _encode_json = msgspec.json.Encoder().encode
 _decode_lists = msgspec.json.Decoder(list[str]).decode
 
 
-class FingerprintIndex(Struct, frozen=True):
+@dataclass(frozen=True)
+class FingerprintIndex:
     """Every side row fingerprint stored with the base, and how many records the base holds.
 
-    Sets of integers, not maps to emails: building a million email strings is what would make a
-    plan slow. The emails of the few rows that changed or vanished are looked up afterwards.
+    Sorted arrays, not maps to emails: building a million email strings is what would make a plan
+    slow. The emails of the few rows that changed or vanished are looked up afterwards.
     """
 
-    crm: set[int]
-    esp: set[int]
+    crm: FingerprintSet
+    esp: FingerprintSet
     records: int
 
 
@@ -142,8 +144,8 @@ WHERE base.record IS NOT excluded.record
    OR base.crm_fp IS NOT excluded.crm_fp
    OR base.esp_fp IS NOT excluded.esp_fp
 """
-_OLD_LISTS = """
-SELECT b.email, b.lists FROM json_each(?2) AS wanted
+_OLD_ROWS = """
+SELECT b.email, b.lists, b.crm_fp, b.esp_fp FROM json_each(?2) AS wanted
 CROSS JOIN base AS b ON b.rule_set = ?1 AND b.email = wanted.value
 """
 _COUNT_MEMBERS = """
@@ -235,14 +237,18 @@ class StateStore:
 
     async def fingerprint_index(self, rule_set: str) -> FingerprintIndex:
         """Both sides' stored row fingerprints, to spot unchanged snapshot rows without decoding."""
-        rows = await self._fetch("SELECT crm_fp, esp_fp FROM base WHERE rule_set = ?", (rule_set,))
-        return await anyio.to_thread.run_sync(_fingerprint_index, rows)
+        rows = await self._fetch("SELECT side, fps FROM fingerprint_sets WHERE rule_set = ?", (rule_set,))
+        sets = {side: FingerprintSet.from_bytes(blob) for side, blob in rows}
+        empty = FingerprintSet()
+        return FingerprintIndex(
+            sets.get("crm", empty), sets.get("esp", empty), await self.base_count(rule_set)
+        )
 
     async def emails_to_recheck(self, rule_set: str, side: Side, missing: Iterable[int]) -> list[str]:
         """Emails of base rows whose `side` row was not seen unchanged: their fingerprint is among
         `missing`, or they have none."""
         column = "crm_fp" if side == "crm" else "esp_fp"
-        wanted = _encode_json([_signed(fp) for fp in missing]).decode()
+        wanted = _encode_json([_checked(fp) for fp in missing]).decode()
         rows = await self._fetch(
             f"SELECT b.email FROM json_each(?2) AS f CROSS JOIN base AS b "
             f"ON b.rule_set = ?1 AND b.{column} = f.value "
@@ -296,27 +302,44 @@ class StateStore:
             )
             version, previous = next(iter(rows), (0, None))
             changed = previous != context
-            counts: Counter[str] = Counter()
+            delta = _Delta()
             for chunk in _chunks(items):
                 old = await conn.execute_fetchall(
-                    _OLD_LISTS, (rule_set, _encode_json([email for email, _ in chunk]).decode())
+                    _OLD_ROWS, (rule_set, _encode_json([email for email, _ in chunk]).decode())
                 )
-                _count_lists(counts, old, -1)
-                counts.update(name for _, (record, _, _) in chunk for name in record.lists)
+                delta.drop(old)
+                delta.take(record_and_fps for _, record_and_fps in chunk)
                 cursor = await conn.executemany(_UPSERT_BASE, _base_rows(rule_set, chunk))
                 changed |= cursor.rowcount > 0
             for doomed in _chunks(forgotten):
                 gone = _encode_json(doomed).decode()
-                _count_lists(counts, await conn.execute_fetchall(_OLD_LISTS, (rule_set, gone)), -1)
+                delta.drop(await conn.execute_fetchall(_OLD_ROWS, (rule_set, gone)))
                 cursor = await conn.execute(_FORGET_BASE, (rule_set, gone))
                 changed |= cursor.rowcount > 0
             await conn.executemany(
-                _COUNT_MEMBERS, [(rule_set, name, delta) for name, delta in counts.items() if delta]
+                _COUNT_MEMBERS, [(rule_set, name, n) for name, n in delta.lists.items() if n]
             )
+            await self._update_fingerprint_sets(conn, rule_set, delta)
             if changed:
                 rows = await conn.execute_fetchall(_BUMP_VERSION, (rule_set, context))
                 version = next(iter(rows))[0]
         return int(version)
+
+    @staticmethod
+    async def _update_fingerprint_sets(conn: aiosqlite.Connection, rule_set: str, delta: _Delta) -> None:
+        rows = await conn.execute_fetchall(
+            "SELECT side, fps FROM fingerprint_sets WHERE rule_set = ?", (rule_set,)
+        )
+        stored = {side: FingerprintSet.from_bytes(blob) for side, blob in rows}
+        for side, (removed, added) in delta.fingerprints.items():
+            if not removed and not added and side in stored:
+                continue
+            updated = stored.get(side, FingerprintSet()).changed(removed, added)
+            await conn.execute(
+                "INSERT INTO fingerprint_sets (rule_set, side, fps) VALUES (?, ?, ?) "
+                "ON CONFLICT (rule_set, side) DO UPDATE SET fps = excluded.fps",
+                (rule_set, side, updated.to_bytes()),
+            )
 
     # --- cursors and lists -----------------------------------------------------------------
 
@@ -558,12 +581,10 @@ def _chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
         yield items[start : start + _CHUNK]
 
 
-def _signed(fingerprint: int | None) -> int | None:
-    if fingerprint is None:
-        return None
-    if not 0 <= fingerprint <= _U64_MASK:
-        raise ValueError(f"fingerprint {fingerprint} is not an unsigned 64-bit integer")
-    return fingerprint - (1 << 64) if fingerprint >= _I64_LIMIT else fingerprint
+def _checked(fingerprint: int | None) -> int | None:
+    if fingerprint is not None and not -_I64_LIMIT <= fingerprint < _I64_LIMIT:
+        raise ValueError(f"fingerprint {fingerprint} is not a signed 64-bit integer")
+    return fingerprint
 
 
 # The generators below run on aiosqlite's thread, inside `executemany`, so encoding a million
@@ -579,8 +600,8 @@ def _base_rows(
             email,
             record.kind,
             record.opted_out,
-            _signed(crm_fp),
-            _signed(esp_fp),
+            _checked(crm_fp),
+            _checked(esp_fp),
             _lists_text(record),
             _encode_record(record),
         )
@@ -590,26 +611,30 @@ def _lists_text(record: Record) -> str:
     return _encode_json(sorted(record.lists)).decode()
 
 
-def _fingerprint_index(rows: list[tuple[int | None, int | None]]) -> FingerprintIndex:
-    return FingerprintIndex(
-        crm={crm & _U64_MASK for crm, _ in rows if crm is not None},
-        esp={esp & _U64_MASK for _, esp in rows if esp is not None},
-        records=len(rows),
-    )
-
-
-def _unsigned(fingerprint: int | None) -> int | None:
-    return None if fingerprint is None else fingerprint & _U64_MASK
-
-
 def _decode_rows(rows: list[tuple[str, bytes, int | None, int | None]]) -> dict[str, BaseRow]:
-    return {email: (_decode_record(blob), _unsigned(crm), _unsigned(esp)) for email, blob, crm, esp in rows}
+    return {email: (_decode_record(blob), crm, esp) for email, blob, crm, esp in rows}
 
 
-def _count_lists(counts: Counter[str], rows: Iterable[Any], sign: int) -> None:
-    for _, lists in rows:
-        for name in _decode_lists(lists):
-            counts[name] += sign
+class _Delta:
+    """What a commit changes in the list counts and the fingerprint sets."""
+
+    def __init__(self) -> None:
+        self.lists: Counter[str] = Counter()
+        self.fingerprints: dict[str, tuple[list[int], list[int]]] = {"crm": ([], []), "esp": ([], [])}
+
+    def drop(self, old_rows: Iterable[Any]) -> None:
+        for _, lists, crm_fp, esp_fp in old_rows:
+            self.lists.subtract(_decode_lists(lists))
+            for side, fp in (("crm", crm_fp), ("esp", esp_fp)):
+                if fp is not None:
+                    self.fingerprints[side][0].append(fp)
+
+    def take(self, new_rows: Iterable[tuple[Record, int | None, int | None]]) -> None:
+        for record, crm_fp, esp_fp in new_rows:
+            self.lists.update(record.lists)
+            for side, fp in (("crm", crm_fp), ("esp", esp_fp)):
+                if fp is not None:
+                    self.fingerprints[side][1].append(fp)
 
 
 def _job(row: Any) -> JobRecord:

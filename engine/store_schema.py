@@ -40,6 +40,15 @@ CREATE INDEX base_by_esp_fp ON base (rule_set, esp_fp);
 
 -- Members per list of the base, kept in step with `base.lists` by the transaction that writes the
 -- base, so safety thresholds can read a list's size without counting it.
+-- Each side's fingerprints of the base, as one sorted array of little-endian int64: loading a
+-- million of them is one read, not a million rows. Kept in step with `base` by `commit_base`.
+CREATE TABLE fingerprint_sets (
+    rule_set TEXT NOT NULL,
+    side     TEXT NOT NULL CHECK (side IN ('crm', 'esp')),
+    fps      BLOB NOT NULL,
+    PRIMARY KEY (rule_set, side)
+) WITHOUT ROWID;
+
 CREATE TABLE list_counts (
     rule_set  TEXT    NOT NULL,
     list_name TEXT    NOT NULL,

@@ -9,7 +9,7 @@ kept in a small sidecar file beside it (``<path>.meta.json``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -82,18 +82,16 @@ class FilesAdapter:
         delta = self._resolve(self._settings.delta) if self._settings.delta else None
         incremental = cursor is not None and delta is not None
         deleted: list[str] = []
-        rows: Iterable[tuple[int, bytes]]
         if incremental and delta is not None:
             lines, deleted = _split_deletions(jsonl.read_lines(delta))
-            rows = [(jsonl.fingerprint(line), line) for line in lines]
         else:
-            rows = jsonl.iter_rows(self._path)
+            lines = jsonl.read_lines(self._path)
         meta = self._load_meta()
         version = await self.version()
         return Snapshot(
             complete=not incremental,
             version=version,
-            rows=rows,
+            payloads=lines,
             decode=jsonl.to_row,
             deleted=deleted,
             campaigns=self._campaigns(),

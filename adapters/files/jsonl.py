@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from engine.contract import fingerprint as fingerprint
+from engine.fingerprints import fingerprint as fingerprint
 from engine.records import Campaign, Row
 
 _decoder = msgspec.json.Decoder()
@@ -35,26 +35,17 @@ _RESERVED = frozenset(
 )
 
 
-def iter_rows(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(fingerprint, line) for every non-empty line, streamed: the file is never held whole."""
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below, after the check
-    except FileNotFoundError:
-        return
-    with handle:
-        for raw in handle:
-            line = raw.rstrip(b"\r\n")
-            if line.strip():
-                yield fingerprint(line), line
-
-
 def read_lines(path: Path) -> list[bytes]:
     """Non-empty lines of a JSON Lines file; a missing file has none."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return []
-    return [line.rstrip(b"\r") for line in data.split(b"\n") if line.strip()]
+    lines = data.split(b"\n")
+    del data  # the lines are copies: let the whole file go before anything else is allocated
+    if b"\r" in lines[0]:
+        lines = [line.rstrip(b"\r") for line in lines]
+    return [line for line in lines if line.strip()]
 
 
 def decode_object(line: bytes) -> dict[str, Any]:

@@ -1,0 +1,156 @@
+"""Apply under faults: rejected rows, transient errors, vendor jobs, and a crash before the commit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pytest
+import stamina
+
+from engine.applying import apply_plan
+from engine.contract import Adapter, JobStatus, Outcome, Snapshot
+from engine.errors import TransientError
+from engine.planning import make_plan
+from engine.plans import Op, OpKind
+from engine.session import Sync
+from tests.files_world import World, crm_person
+
+pytestmark = pytest.mark.asyncio
+
+
+@dataclass
+class Faulty:
+    """Wraps a real adapter: fails the first writes, rejects some emails, or answers with jobs."""
+
+    inner: Adapter
+    transient_failures: int = 0
+    reject: set[str] = field(default_factory=set)
+    as_jobs: bool = False
+    polls_to_finish: int = 2
+    writes: int = 0
+    jobs: dict[str, tuple[int, list[Outcome]]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return "faulty"
+
+    async def snapshot(self, cursor: str | None = None) -> Snapshot:
+        return await self.inner.snapshot(cursor)
+
+    async def version(self) -> str:
+        return await self.inner.version()
+
+    async def write(self, kind: OpKind, ops: Sequence[Op]) -> Sequence[Outcome]:
+        self.writes += 1
+        if self.transient_failures:
+            self.transient_failures -= 1
+            raise TransientError("503 from the vendor", retry_after=1)
+        kept = [op for op in ops if op.email not in self.reject]
+        done = iter(await self.inner.write(kind, kept))
+        outcomes = [
+            Outcome(False, "vendor refused: invalid address") if op.email in self.reject else next(done)
+            for op in ops
+        ]
+        if self.as_jobs and kind == "upsert_contact":
+            job = f"job-{len(self.jobs) + 1}"
+            self.jobs[job] = (0, outcomes)
+            return [Outcome(True, job=job)] * len(ops)
+        return outcomes
+
+    async def poll(self, job: str) -> JobStatus:
+        polls, outcomes = self.jobs[job]
+        self.jobs[job] = (polls + 1, outcomes)
+        if polls + 1 < self.polls_to_finish:
+            return JobStatus("NotFinished", False)
+        return JobStatus("Finished", True, tuple(outcomes))
+
+    async def flush(self) -> None:
+        await self.inner.flush()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@asynccontextmanager
+async def faulty_esp(world: World, **faults: object) -> AsyncIterator[tuple[Sync, Faulty]]:
+    async with world.sync() as sync:
+        esp = Faulty(sync.esp, **faults)  # type: ignore[arg-type]
+        yield replace(sync, esp=esp), esp
+
+
+def seed(tmp_path: Path, n: int = 6) -> World:
+    world = World(tmp_path)
+    world.write("crm.jsonl", [crm_person(f"p{i}@example.com") for i in range(n)])
+    return world
+
+
+async def test_a_rejected_row_is_recorded_and_the_rest_goes_on(tmp_path: Path) -> None:
+    world = seed(tmp_path)
+    async with faulty_esp(world, reject={"p2@example.com"}) as (sync, _):
+        report = await apply_plan(sync, await make_plan(sync))
+        history = await sync.store.outcomes_for("p2@example.com", "world")
+    assert report.rejected["upsert_contact"] == 1
+    assert report.done["upsert_contact"] == 5
+    assert report.reasons["vendor refused: invalid address"] >= 1
+    assert any(row.outcome == "rejected" and row.reason for row in history)
+    assert "p2@example.com" not in world.read("esp.jsonl")
+    # The rejected contact was not confirmed, so it is planned again; the others are done.
+    again = await world.plan()
+    assert {op.email for op in again.ops if op.email} == {"p2@example.com"}
+
+
+async def test_transient_errors_are_retried_until_the_write_succeeds(tmp_path: Path) -> None:
+    world = seed(tmp_path)
+    with stamina.set_testing(True, attempts=6, cap=True):
+        async with faulty_esp(world, transient_failures=3) as (sync, esp):
+            report = await apply_plan(sync, await make_plan(sync))
+    assert sum(report.rejected.values()) == 0
+    assert esp.writes > 3
+    assert (await world.plan()).ops == ()
+
+
+async def test_vendor_jobs_are_stored_and_polled_to_completion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.applying
+
+    monkeypatch.setattr(engine.applying, "POLL_FIRST", 0.01)
+    world = seed(tmp_path)
+    async with faulty_esp(world, as_jobs=True, polls_to_finish=3, reject={"p4@example.com"}) as (sync, _):
+        report = await apply_plan(sync, await make_plan(sync))
+        jobs = await sync.store.jobs("world")
+    assert [(job.state, job.terminal, job.polls) for job in jobs] == [("Finished", True, 3)]
+    assert report.done["upsert_contact"] == 5 and report.rejected["upsert_contact"] == 1
+    assert {op.email for op in (await world.plan()).ops if op.email} == {"p4@example.com"}
+
+
+async def test_a_crash_before_the_commit_replays_safely_and_keeps_opt_outs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = seed(tmp_path)
+    await world.apply()
+    world.edit("crm.jsonl", "p1@example.com", opted_out=True)
+    world.edit("esp.jsonl", "p2@example.com", opted_out=True, opt_out_reason="unsubscribed")
+
+    async def crash(*args: object, **kwargs: object) -> int:
+        raise KeyboardInterrupt("killed between the vendor writes and the base commit")
+
+    async with world.sync() as sync:
+        plan = await make_plan(sync)
+        monkeypatch.setattr(sync.store, "commit_base", crash)
+        with pytest.raises(KeyboardInterrupt):
+            await apply_plan(sync, plan)
+        runs = await sync.store.runs("world")
+    assert runs[0].outcome == "failed"
+    monkeypatch.undo()
+    # The vendor writes happened, the base did not move: the next plan finds the sides agreeing.
+    replay = await world.plan()
+    assert replay.ops == ()
+    assert replay.targets  # ... and the base catches up on the next apply
+    await world.apply()
+    assert world.read("esp.jsonl")["p1@example.com"]["opted_out"] is True
+    assert world.read("crm.jsonl")["p2@example.com"]["opted_out"] is True
+    assert (await world.plan()).targets == {}
