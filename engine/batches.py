@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import groupby
 
-from engine.plans import OP_KINDS, Op
+from engine.plans import RANK, Op
 
 PER_LIST = frozenset({"add_member", "remove_member"})
 
@@ -22,7 +22,7 @@ def batch_size(configured: int | None, vendor_max: int) -> int:
 def batches(ops: Iterable[Op], size_of: Callable[[str], int]) -> Iterator[tuple[Op, ...]]:
     """Batches of ops of one kind (and one list for membership ops), in apply order, each at most
     `size_of(kind)` long."""
-    rank = {kind: index for index, kind in enumerate(OP_KINDS)}
+    rank = RANK
     ordered = sorted(
         ops,
         key=lambda op: (rank[op.kind], op.list or "") if op.kind in PER_LIST else (rank[op.kind], ""),

@@ -37,11 +37,20 @@ class SideView:
     # Emails whose row could not be taken in this time: neither changed nor deleted, left alone.
     rejected: set[str] = field(default_factory=set)
 
+    # Of the fingerprints asked about through `look_up`, those whose row is in the snapshot.
+    present: set[int] = field(default_factory=set)
+
+    def look_up(self, fingerprints: Iterable[int | None]) -> None:
+        """Find out, in one pass, which of these stored fingerprints' rows are in the snapshot."""
+        if not self.trusted or not self.complete:
+            return
+        wanted = np.fromiter((fp for fp in fingerprints if fp is not None), dtype=np.int64)
+        found = wanted[self.known.members(wanted)]
+        self.present.update(int(fp) for fp in found if int(fp) not in self.missing)
+
     def unchanged(self, fingerprint: int | None) -> bool:
-        """Whether the row confirmed with this fingerprint is in the snapshot, byte for byte."""
-        if not self.trusted or fingerprint is None or fingerprint in self.missing:
-            return False
-        return self.complete and fingerprint in self.known
+        """Whether the row confirmed with this fingerprint (looked up before) is in the snapshot."""
+        return fingerprint is not None and fingerprint in self.present
 
     def reject(self, side: str, email: str, reason: str) -> None:
         self.rejections.append(Rejection(side, email, reason))
@@ -59,11 +68,12 @@ def detect(side: str, snapshot: Snapshot, known: FingerprintSet, trusted: bool, 
     payloads, snapshot.payloads = snapshot.payloads, ()
     fingerprints = fingerprint_all(payloads)
     view.rows = len(payloads)
-    unchanged = known.members(fingerprints) if trusted else np.zeros(len(payloads), dtype=bool)
+    found, absent = known.compare(fingerprints)
+    unchanged = found if trusted else np.zeros(len(payloads), dtype=bool)
     for index in np.flatnonzero(~unchanged):
         _take(side, view, int(fingerprints[index]), payloads[int(index)], snapshot, mapper)
     if snapshot.complete:
-        view.missing.update(known.absent_from(fingerprints))
+        view.missing.update(absent)
     view.deleted.update(email.strip().lower() for email in snapshot.deleted)
     return view
 
@@ -71,6 +81,8 @@ def detect(side: str, snapshot: Snapshot, known: FingerprintSet, trusted: bool, 
 def _take(
     side: str, view: SideView, fingerprint: int, payload: bytes, snapshot: Snapshot, mapper: Mapper
 ) -> None:
+    if not payload.strip():
+        return
     try:
         row = snapshot.decode(payload)
     except ValueError as error:

@@ -1,7 +1,7 @@
 """Row fingerprints, and sorting a million rows into changed and unchanged in bulk.
 
-A fingerprint is the 64-bit xxh3 digest of a row's raw payload, read as a signed little-endian
-integer so SQLite stores it unchanged. Computing them for a whole snapshot and comparing them with
+A fingerprint is the 64-bit xxh3 digest of a row's raw payload, as a signed integer (the same bits)
+so SQLite stores it unchanged. Computing them for a whole snapshot and comparing them with
 the base's happens in C (xxhash, numpy): a Python loop over a million rows would cost more than
 everything else a plan does. The base's fingerprints of one side are kept as one sorted array.
 """
@@ -16,17 +16,19 @@ import xxhash
 
 Array = npt.NDArray[np.int64]
 _DTYPE = np.dtype("<i8")
+_SIGN, _WRAP = 1 << 63, 1 << 64
 
 
 def fingerprint(payload: bytes) -> int:
     """The fingerprint of one row payload."""
-    return int.from_bytes(xxhash.xxh3_64_digest(payload), "little", signed=True)
+    value = xxhash.xxh3_64_intdigest(payload)
+    return value - _WRAP if value >= _SIGN else value
 
 
 def fingerprint_all(payloads: Sequence[bytes]) -> Array:
     """Fingerprints of many payloads, in order (element i is `fingerprint(payloads[i])`)."""
-    digests = b"".join(map(xxhash.xxh3_64_digest, payloads))
-    return np.frombuffer(digests, dtype=_DTYPE).astype(np.int64)
+    digests = np.fromiter(map(xxhash.xxh3_64_intdigest, payloads), dtype=np.uint64, count=len(payloads))
+    return digests.view(np.int64)
 
 
 class FingerprintSet:
@@ -57,26 +59,22 @@ class FingerprintSet:
 
     def members(self, values: Array) -> npt.NDArray[np.bool_]:
         """For each of `values`, whether it is in the set."""
+        return self.compare(values)[0]
+
+    def compare(self, values: Array) -> tuple[npt.NDArray[np.bool_], list[int]]:
+        """For each of `values` whether it is in the set; and the members not among `values`."""
         if not len(self._sorted) or not len(values):
-            return np.zeros(len(values), dtype=bool)
+            return np.zeros(len(values), dtype=bool), [int(v) for v in self._sorted]
         # Searching sorted values into the sorted set walks both in order: far faster than
         # looking up a million random values one by one.
-        order = np.argsort(values, kind="stable")
+        order = np.argsort(values)
         ordered = values[order]
         index = np.minimum(np.searchsorted(self._sorted, ordered), len(self._sorted) - 1)
         found = np.empty(len(values), dtype=bool)
         found[order] = self._sorted[index] == ordered
-        return found
-
-    def absent_from(self, values: Array) -> list[int]:
-        """The members of the set that are not among `values`."""
-        if not len(self._sorted):
-            return []
-        if not len(values):
-            return [int(v) for v in self._sorted]
-        ordered = np.sort(values)
-        index = np.minimum(np.searchsorted(ordered, self._sorted), len(ordered) - 1)
-        return [int(v) for v in self._sorted[ordered[index] != self._sorted]]
+        back = np.minimum(np.searchsorted(ordered, self._sorted), len(ordered) - 1)
+        absent = [int(v) for v in self._sorted[ordered[back] != self._sorted]]
+        return found, absent
 
     def changed(self, removed: Iterable[int], added: Iterable[int]) -> FingerprintSet:
         """A new set without `removed` and with `added`."""

@@ -49,6 +49,7 @@ OP_KINDS: tuple[OpKind, ...] = (
     "blocked_resubscribe",
 )
 REPORT_ONLY: frozenset[OpKind] = frozenset({"conflict", "blocked_resubscribe"})
+RANK: dict[str, int] = {kind: index for index, kind in enumerate(OP_KINDS)}
 
 
 class Change(Struct, frozen=True, array_like=True):
@@ -120,8 +121,7 @@ def summarise(ops: Iterable[Op]) -> dict[str, int]:
 
 def order_ops(ops: Iterable[Op]) -> tuple[Op, ...]:
     """Ops sorted into apply order, then by list and email so plans are stable to read and diff."""
-    rank = {kind: index for index, kind in enumerate(OP_KINDS)}
-    return tuple(sorted(ops, key=lambda op: (rank[op.kind], op.list or "", op.email or "", op.field or "")))
+    return tuple(sorted(ops, key=lambda op: (RANK[op.kind], op.list or "", op.email or "", op.field or "")))
 
 
 def encode_plan(plan: Plan) -> bytes:

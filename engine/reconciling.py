@@ -54,6 +54,8 @@ def reconcile(
     account: Account,
 ) -> Reconciled:
     """Diff every candidate contact and collect the plan's parts."""
+    crm.look_up(row[1] for row in base.values())
+    esp.look_up(row[2] for row in base.values())
     _drop_duplicates(crm, esp, base)
     ops = account_ops(rules, managed, account)
     targets: dict[str, Record | None] = {}
@@ -116,6 +118,8 @@ def _observed(
     """The fingerprint to store for the side's row with the target; None when the row will not hold it."""
     if target is None:
         return None
+    if record is target:  # the side's row is the confirmed one and the base stays as it is
+        return view.fingerprints.get(email, stored)
     writes = any(op.kind in ops_for(side) for op in ops)
     after = after_ops(record, email, ops, side) if writes else record
     if after is None or not agrees(after, target, side):
@@ -129,7 +133,8 @@ def agrees(record: Record, target: Record, side: str) -> bool:
         return False
     if record.undeliverable != target.undeliverable:
         return False
-    return all(record.fields.get(name) == value for name, value in target.fields.items())
+    fields = record.fields
+    return fields == target.fields or all(fields.get(name) == value for name, value in target.fields.items())
 
 
 def account_ops(rules: RuleSet, managed: frozenset[str], account: Account) -> list[Op]:

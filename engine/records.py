@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from msgspec import Struct
 
 from engine.lists import ListNamer
-from engine.ruleset import RuleSet, Side
+from engine.ruleset import FieldType, RuleSet, Side
 from engine.values import Value, coerce, normalise_email
 
 
@@ -71,6 +71,15 @@ class Mapper:
         self._side = side
         self._namer = ListNamer(rules, campaigns)
         self._kinds = frozenset(rules.entities.kinds)
+        # Per record kind: (ESP field name, source field on this side, type), worked out once.
+        self._sources: dict[str, list[tuple[str, str, FieldType]]] = {
+            kind: [
+                (m.esp, m.crm_field_for(kind) if side == "crm" else m.esp, m.type)
+                for m in rules.fields
+                if side == "esp" or m.applies(kind)
+            ]
+            for kind in ("person", "lead")
+        }
 
     @property
     def managed_lists(self) -> frozenset[str]:
@@ -101,12 +110,10 @@ class Mapper:
 
     def _fields(self, row: Row) -> dict[str, Value]:
         fields: dict[str, Value] = {}
-        for mapping in self._rules.fields:
-            if self._side == "crm" and not mapping.applies(row.kind):
-                continue
-            source = mapping.crm_field_for(row.kind) if self._side == "crm" else mapping.esp  # type: ignore[arg-type]
+        values = row.values
+        for name, source, field_type in self._sources["lead" if row.kind == "lead" else "person"]:
             try:
-                fields[mapping.esp] = coerce(row.values.get(source), mapping.type)
+                fields[name] = coerce(values.get(source), field_type)
             except ValueError as error:
                 raise ValueError(f"field {source}: {error}") from None
         return fields

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from engine.plans import Op, order_ops
+from engine.plans import Op
 from engine.records import Record
 from engine.ruleset import Side
 from engine.values import Value
@@ -34,7 +34,9 @@ def ops_for(side: Side) -> frozenset[str]:
 def after_ops(record: Record | None, email: str, ops: Iterable[Op], side: Side) -> Record | None:
     """`record` with every op of `side` in `ops` applied, in order."""
     kinds = ops_for(side)
-    for op in order_ops(ops):
+    # No two ops of one contact touch the same thing, except that a contact may be created by
+    # any of them (an opt-out runs before the upsert): so the order they are given in is fine.
+    for op in ops:
         if op.kind not in kinds or op.email != email:
             continue
         if record is None:

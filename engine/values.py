@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Callable
 
 from engine.ruleset import FieldType
 
@@ -38,15 +39,17 @@ def normalise_email(raw: object) -> str:
 
 def coerce(raw: object, field_type: FieldType) -> Value:
     """The canonical value of `raw` for a field of `field_type`."""
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
+    if raw is None:
         return None
-    if field_type == "text":
-        return _text(raw)
-    if field_type == "numeric":
-        return _numeric(raw)
-    if field_type == "date":
-        return _date(raw)
-    return _boolean(raw)
+    # Values already in canonical form are by far the most common: answer them without a call.
+    if isinstance(raw, str):
+        if not raw.strip():
+            return None
+        if field_type == "text":
+            return raw
+    elif (type(raw) is int and field_type == "numeric") or (type(raw) is bool and field_type == "boolean"):
+        return raw
+    return _COERCERS[field_type](raw)
 
 
 def _text(raw: object) -> str:
@@ -107,3 +110,11 @@ def _boolean(raw: object) -> bool:
         if word in _FALSE:
             return False
     raise ValueError(f"expected yes/no, got {raw!r}")
+
+
+_COERCERS: dict[str, Callable[[object], Value]] = {
+    "text": _text,
+    "numeric": _numeric,
+    "date": _date,
+    "boolean": _boolean,
+}

@@ -7,6 +7,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.consent import decide
+from engine.diffing import _fields, in_step
 from engine.plans import Change
 from engine.reconciling import agrees
 from engine.records import Record
@@ -330,3 +332,37 @@ def test_swapping_which_side_changed_mirrors_the_ops(data: st.DataObject) -> Non
         return sorted(out, key=repr)
 
     assert shape(forward.ops, mirror=True) == shape(backward.ops, mirror=False)
+
+
+@given(records(), records(), records(), st.booleans())
+@settings(max_examples=500)
+def test_the_in_step_shortcut_gives_what_the_full_diff_gives(
+    crm: Record, esp: Record, base: Record, copy_base: bool
+) -> None:
+    if copy_base:  # make the shortcut's case likely: both sides equal to the base
+        crm = Record(
+            base.email,
+            kind=base.kind,
+            opted_out=base.opted_out,
+            undeliverable=base.undeliverable,
+            fields=base.fields,
+            lists=base.lists,
+        )
+        esp = Record(
+            base.email,
+            opted_out=base.opted_out,
+            opt_out_reason=base.opt_out_reason,
+            undeliverable=base.undeliverable,
+            fields=base.fields,
+            lists=base.lists,
+        )
+    if not in_step(crm, esp, base, RULES):
+        return
+    # The full diff, without the shortcut: fields, consent and lists all agree with the base.
+    ops: list[Any] = []
+    fields, to_esp, to_crm = _fields(crm.email, crm, esp, base, RULES.fields, ops)
+    consent = decide(crm.email, crm, esp, base, RULES.consent)
+    assert ops == [] and to_esp == {} and to_crm == {} and consent.ops == ()
+    assert fields == {name: value for name, value in base.fields.items()}
+    assert (consent.opted_out, consent.reason) == (base.opted_out, base.opt_out_reason)
+    assert crm.lists & LISTS == esp.lists & LISTS == base.lists & LISTS

@@ -41,11 +41,15 @@ def read_lines(path: Path) -> list[bytes]:
         data = path.read_bytes()
     except FileNotFoundError:
         return []
+    blank_lines = b"\n\n" in data or data.startswith(b"\n")
     lines = data.split(b"\n")
     del data  # the lines are copies: let the whole file go before anything else is allocated
-    if b"\r" in lines[0]:
+    if lines and not lines[-1]:
+        lines.pop()
+    if lines and lines[0].endswith(b"\r"):
         lines = [line.rstrip(b"\r") for line in lines]
-    return [line for line in lines if line.strip()]
+    # Lines of nothing but spaces are skipped when decoded; empty ones are dropped here.
+    return [line for line in lines if line] if blank_lines else lines
 
 
 def decode_object(line: bytes) -> dict[str, Any]:
