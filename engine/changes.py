@@ -6,18 +6,57 @@ decoded, and the base record stands for it. Only new or changed rows are decoded
 keeps a full plan over a million mostly unchanged rows fast. The base records whose row was not
 seen are looked up afterwards (`settle_absences`): changed, or gone. When the rules' mapping
 context changed since the base was written, no row is taken as unchanged and every row is decoded.
+
+The split into changed and unchanged rows (`split`) is pure and picklable, so a large side can be
+split in a worker process (`load_and_split`) while the main process works on the other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from engine.contract import Snapshot
-from engine.fingerprints import FingerprintSet, fingerprint_all
+from engine.fingerprints import Array, FingerprintSet, fingerprint_all
 from engine.records import Mapper, Record, Rejection
+
+
+@dataclass(frozen=True)
+class Split:
+    """A snapshot's rows, sorted: how many, the changed ones, and the base rows not seen."""
+
+    rows: int
+    changed: list[tuple[int, bytes]]
+    absent: list[int]
+
+
+def split(batches: Iterable[Sequence[bytes]], known: FingerprintSet, trusted: bool, complete: bool) -> Split:
+    """Which rows are new or changed (all of them when the base is not trusted), and, for a
+    complete snapshot, which base fingerprints no row carries. Rows come in batches and only the
+    changed ones are kept, so a large side is never held whole."""
+    rows = 0
+    changed: list[tuple[int, bytes]] = []
+    seen: list[Array] = []
+    for payloads in batches:
+        fingerprints = fingerprint_all(payloads)
+        rows += len(payloads)
+        seen.append(fingerprints)
+        # Even in a delta, a row may repeat the confirmed one byte for byte.
+        found = known.members(fingerprints) if trusted else np.zeros(len(payloads), dtype=bool)
+        changed.extend((int(fingerprints[i]), payloads[int(i)]) for i in np.flatnonzero(~found))
+    absent: list[int] = []
+    if complete:
+        absent = known.compare(np.concatenate(seen) if seen else np.empty(0, np.int64))[1]
+    return Split(rows, changed, absent)
+
+
+def load_and_split(
+    load: Callable[[], Iterable[Sequence[bytes]]], known: bytes, trusted: bool, complete: bool
+) -> Split:
+    """`split` on rows read by `load`, for a worker process: only the few changed rows go back."""
+    return split(load(), FingerprintSet.from_bytes(known), trusted, complete)
 
 
 @dataclass
@@ -36,7 +75,6 @@ class SideView:
     rejections: list[Rejection] = field(default_factory=list)
     # Emails whose row could not be taken in this time: neither changed nor deleted, left alone.
     rejected: set[str] = field(default_factory=set)
-
     # Of the fingerprints asked about through `look_up`, those whose row is in the snapshot.
     present: set[int] = field(default_factory=set)
 
@@ -59,21 +97,14 @@ class SideView:
         self.fingerprints.pop(email, None)
 
 
-def detect(side: str, snapshot: Snapshot, known: FingerprintSet, trusted: bool, mapper: Mapper) -> SideView:
-    """Split a snapshot into unchanged rows and decoded, mapped changed records.
-
-    The snapshot's payloads are released once read.
-    """
-    view = SideView(complete=snapshot.complete, known=known, trusted=trusted)
-    payloads, snapshot.payloads = snapshot.payloads, ()
-    fingerprints = fingerprint_all(payloads)
-    view.rows = len(payloads)
-    found, absent = known.compare(fingerprints)
-    unchanged = found if trusted else np.zeros(len(payloads), dtype=bool)
-    for index in np.flatnonzero(~unchanged):
-        _take(side, view, int(fingerprints[index]), payloads[int(index)], snapshot, mapper)
-    if snapshot.complete:
-        view.missing.update(absent)
+def detect(
+    side: str, snapshot: Snapshot, rows: Split, known: FingerprintSet, trusted: bool, mapper: Mapper
+) -> SideView:
+    """Decode and map a snapshot's changed rows, as sorted out by `split`."""
+    view = SideView(complete=snapshot.complete, known=known, trusted=trusted, rows=rows.rows)
+    view.missing.update(rows.absent)
+    for fingerprint, payload in rows.changed:
+        _take(side, view, fingerprint, payload, snapshot, mapper)
     view.deleted.update(email.strip().lower() for email in snapshot.deleted)
     return view
 

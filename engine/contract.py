@@ -15,7 +15,7 @@ knows the exact bytes the next snapshot will carry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -67,13 +67,18 @@ class Snapshot:
     """One side's records as read now, complete or as a delta since a cursor.
 
     `payloads` holds each row's raw bytes; the engine fingerprints them all at once
-    (`engine.fingerprints`), decodes only the changed ones, and then lets go of the list.
+    (`engine.fingerprints`), decodes only the changed ones, and then lets go of the list. An
+    adapter that reads local data may instead give `load`, a picklable function yielding the
+    payloads in batches, with `size` in bytes: the engine then reads a batch at a time, never
+    holding the whole side, and a large side in a worker process while it works on the other.
     """
 
     complete: bool
     version: str
     payloads: Sequence[bytes]
     decode: Callable[[bytes], Row]
+    load: Callable[[], Iterable[Sequence[bytes]]] | None = None
+    size: int = 0
     deleted: Sequence[str] = ()
     campaigns: Sequence[Campaign] = ()
     lists: dict[str, str] = field(default_factory=dict)

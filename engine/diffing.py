@@ -15,6 +15,7 @@ the CRM. Opt-outs are settled by `engine.consent`. Record-level appearance and d
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 
 from msgspec import Struct
 
@@ -151,17 +152,16 @@ def _fields(
 ) -> tuple[dict[str, Value], dict[str, Change], dict[str, Change]]:
     """Agreed value per field, plus the field changes to write to each side."""
     base_fields = base.fields if base is not None else _EMPTY
+    crm_fields, esp_fields = crm.fields, esp.fields
     agreed: dict[str, Value] = {}
     to_esp: dict[str, Change] = {}
     to_crm: dict[str, Change] = {}
-    for mapping in mappings:
-        if not mapping.applies(crm.kind):
-            continue
-        name = mapping.esp
-        c, e, b = crm.fields.get(name), esp.fields.get(name), base_fields.get(name)
+    for name, mapping in _applying(tuple(mappings), crm.kind):
+        c, e = crm_fields.get(name), esp_fields.get(name)
         if c == e:
             agreed[name] = c
             continue
+        b = base_fields.get(name)
         winner = _winner(mapping, c, e, b)
         if winner is None:
             agreed[name] = b
@@ -181,6 +181,12 @@ def _fields(
             agreed[name] = e
             to_crm[name] = Change(c, e)
     return agreed, to_esp, to_crm
+
+
+@cache
+def _applying(mappings: tuple[FieldMapping, ...], kind: str) -> tuple[tuple[str, FieldMapping], ...]:
+    """(ESP field name, mapping) of the mappings that apply to a record kind, worked out once."""
+    return tuple((m.esp, m) for m in mappings if m.applies(kind))
 
 
 def _winner(mapping: FieldMapping, c: Value, e: Value, b: Value) -> str | None:

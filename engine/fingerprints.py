@@ -59,12 +59,20 @@ class FingerprintSet:
 
     def members(self, values: Array) -> npt.NDArray[np.bool_]:
         """For each of `values`, whether it is in the set."""
-        return self.compare(values)[0]
+        return self._search(values)[0]
 
     def compare(self, values: Array) -> tuple[npt.NDArray[np.bool_], list[int]]:
         """For each of `values` whether it is in the set; and the members not among `values`."""
+        found, ordered = self._search(values)
+        if not len(self._sorted) or not len(ordered):
+            return found, [int(v) for v in self._sorted]
+        back = np.minimum(np.searchsorted(ordered, self._sorted), len(ordered) - 1)
+        return found, [int(v) for v in self._sorted[ordered[back] != self._sorted]]
+
+    def _search(self, values: Array) -> tuple[npt.NDArray[np.bool_], Array]:
+        """Membership of each of `values`, and `values` sorted."""
         if not len(self._sorted) or not len(values):
-            return np.zeros(len(values), dtype=bool), [int(v) for v in self._sorted]
+            return np.zeros(len(values), dtype=bool), np.sort(values)
         # Searching sorted values into the sorted set walks both in order: far faster than
         # looking up a million random values one by one.
         order = np.argsort(values)
@@ -72,9 +80,7 @@ class FingerprintSet:
         index = np.minimum(np.searchsorted(self._sorted, ordered), len(self._sorted) - 1)
         found = np.empty(len(values), dtype=bool)
         found[order] = self._sorted[index] == ordered
-        back = np.minimum(np.searchsorted(ordered, self._sorted), len(ordered) - 1)
-        absent = [int(v) for v in self._sorted[ordered[back] != self._sorted]]
-        return found, absent
+        return found, ordered
 
     def changed(self, removed: Iterable[int], added: Iterable[int]) -> FingerprintSet:
         """A new set without `removed` and with `added`."""

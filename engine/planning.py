@@ -21,6 +21,7 @@ from engine.records import Mapper
 from engine.ruleset import RuleSet, Side, context_digest
 from engine.safety import check_outage, threshold_stops
 from engine.session import SIDES, Sync
+from engine.splitting import split_sides
 
 RECORDS_STREAM = "records"
 OPT_OUTS = frozenset({"opt_out_esp", "opt_out_crm"})
@@ -29,23 +30,24 @@ OPT_OUTS = frozenset({"opt_out_esp", "opt_out_crm"})
 async def make_plan(sync: Sync, *, incremental: bool = False) -> Plan:
     """The plan that brings both sides of `sync` into agreement, without writing anything.
 
-    The sides are read one after the other, each snapshot released once its changed rows are
-    decoded, so a plan holds one side's raw rows at a time.
+    Each side's raw rows are released once sorted into changed and unchanged; a large side is
+    sorted in a worker process while this one sorts the other (`engine.splitting`).
     """
     rules, store, name = sync.rules, sync.store, sync.name
     base_version = await store.base_version(name)
     index = await store.fingerprint_index(name)
     stored_context = await store.base_context(name)
     crm_snapshot = await _snapshot(sync, "crm", incremental)
+    esp_snapshot = await _snapshot(sync, "esp", incremental)
     context = _context(rules, crm_snapshot)
     trusted = stored_context == context
+    crm_rows, esp_rows = await split_sides([(crm_snapshot, index.crm), (esp_snapshot, index.esp)], trusted)
+    check_outage("crm", crm_snapshot.complete, crm_rows.rows, index.records, rules.safety)
+    check_outage("esp", esp_snapshot.complete, esp_rows.rows, index.records, rules.safety)
     crm_mapper = Mapper(rules, "crm", crm_snapshot.campaigns)
     esp_mapper = Mapper(rules, "esp", crm_snapshot.campaigns)
-    crm = detect("crm", crm_snapshot, index.crm, trusted, crm_mapper)
-    check_outage("crm", crm.complete, crm.rows, index.records, rules.safety)
-    esp_snapshot = await _snapshot(sync, "esp", incremental)
-    esp = detect("esp", esp_snapshot, index.esp, trusted, esp_mapper)
-    check_outage("esp", esp.complete, esp.rows, index.records, rules.safety)
+    crm = detect("crm", crm_snapshot, crm_rows, index.crm, trusted, crm_mapper)
+    esp = detect("esp", esp_snapshot, esp_rows, index.esp, trusted, esp_mapper)
     for side, view in zip(SIDES, (crm, esp), strict=True):
         if view.complete and index.records:
             settle_absences(view, await store.emails_to_recheck(name, side, view.missing))

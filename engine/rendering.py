@@ -54,6 +54,7 @@ def render(
         console.print("[green]No changes.[/] Both sides agree with the rules.")
         return
     if len(ops) > LARGE:
+        console.print(Text(summary_line(ops), style="bold"))
         console.print(Text("Ops by kind:", style="bold"))
         for kind, count in summarise(ops).items():
             symbol, style = SYMBOLS[kind]

@@ -45,8 +45,9 @@ def test_each_op_has_its_symbol_record_and_values() -> None:
 def test_a_large_plan_shows_counts_first_and_is_cut_with_a_hint() -> None:
     ops = tuple(Op("add_member", f"p{i}@example.com", list="Spring") for i in range(300))
     text = shown(Plan("r", TOKENS, ops), limit=10)
-    assert text.startswith("Ops by kind:")
-    assert "+ add_member" in text.splitlines()[1] and "300" in text.splitlines()[1]
+    lines = text.splitlines()
+    assert lines[0] == "Plan: 300 add_member (300 ops)." and lines[1] == "Ops by kind:"
+    assert "+ add_member" in lines[2] and "300" in lines[2]
     assert "290 more ops not shown" in text
 
 

@@ -10,6 +10,7 @@ kept in a small sidecar file beside it (``<path>.meta.json``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -82,16 +83,21 @@ class FilesAdapter:
         delta = self._resolve(self._settings.delta) if self._settings.delta else None
         incremental = cursor is not None and delta is not None
         deleted: list[str] = []
+        lines: list[bytes] = []
+        load = None
         if incremental and delta is not None:
             lines, deleted = _split_deletions(jsonl.read_lines(delta))
         else:
-            lines = jsonl.read_lines(self._path)
+            # Read by the engine, maybe in a worker process: a picklable function of the path.
+            load = partial(jsonl.read_batches, self._path)
         meta = self._load_meta()
         version = await self.version()
         return Snapshot(
             complete=not incremental,
             version=version,
             payloads=lines,
+            load=load,
+            size=_size(self._path) if load is not None else 0,
             decode=jsonl.to_row,
             deleted=deleted,
             campaigns=self._campaigns(),
@@ -190,6 +196,13 @@ class FilesAdapter:
     async def aclose(self) -> None:
         self._lines = None
         self._index = {}
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _split_deletions(lines: list[bytes]) -> tuple[list[bytes], list[str]]:

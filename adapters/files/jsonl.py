@@ -19,6 +19,7 @@ import msgspec
 from engine.fingerprints import fingerprint as fingerprint
 from engine.records import Campaign, Row
 
+BLOCK = 16 * 2**20
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 _RESERVED = frozenset(
@@ -37,19 +38,32 @@ _RESERVED = frozenset(
 
 def read_lines(path: Path) -> list[bytes]:
     """Non-empty lines of a JSON Lines file; a missing file has none."""
+    return [line for batch in read_batches(path) for line in batch]
+
+
+def read_batches(path: Path, block: int = BLOCK) -> Iterator[list[bytes]]:
+    """Non-empty lines of a JSON Lines file, a block at a time, so a large file is never held
+    whole; a missing file has none."""
     try:
-        data = path.read_bytes()
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:
-        return []
-    blank_lines = b"\n\n" in data or data.startswith(b"\n")
-    lines = data.split(b"\n")
-    del data  # the lines are copies: let the whole file go before anything else is allocated
-    if lines and not lines[-1]:
-        lines.pop()
+        return
+    with handle:
+        carry = b""
+        while data := handle.read(block):
+            lines = (carry + data).split(b"\n")
+            carry = lines.pop()  # the part after the last newline: the start of the next line
+            yield _cleaned(lines)
+        if carry.strip():
+            yield _cleaned([carry])
+
+
+def _cleaned(lines: list[bytes]) -> list[bytes]:
     if lines and lines[0].endswith(b"\r"):
         lines = [line.rstrip(b"\r") for line in lines]
-    # Lines of nothing but spaces are skipped when decoded; empty ones are dropped here.
-    return [line for line in lines if line] if blank_lines else lines
+    # Empty lines are dropped, lines of nothing but spaces skipped when decoded. `in` on the list
+    # is a C loop; a filter is only run when there is something to filter.
+    return [line for line in lines if line] if b"" in lines else lines
 
 
 def decode_object(line: bytes) -> dict[str, Any]:
