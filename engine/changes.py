@@ -7,8 +7,8 @@ keeps a full plan over a million mostly unchanged rows fast. The base records wh
 seen are looked up afterwards (`settle_absences`): changed, or gone. When the rules' mapping
 context changed since the base was written, no row is taken as unchanged and every row is decoded.
 
-The split into changed and unchanged rows (`split`) is pure and picklable, so a large side can be
-split in a worker process (`load_and_split`) while the main process works on the other.
+Reading a side (`read_side`) needs only picklable inputs (a `Reading`), so a large side can be read
+in a worker process while the main process works on the other (`engine.reading`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.contract import Snapshot
 from engine.fingerprints import Array, FingerprintSet, fingerprint_all
-from engine.records import Mapper, Record, Rejection
+from engine.records import Campaign, Mapper, Record, Rejection, Row
+from engine.ruleset import RuleSet
 
 
 @dataclass(frozen=True)
@@ -50,13 +50,6 @@ def split(batches: Iterable[Sequence[bytes]], known: FingerprintSet, trusted: bo
     if complete:
         absent = known.compare(np.concatenate(seen) if seen else np.empty(0, np.int64))[1]
     return Split(rows, changed, absent)
-
-
-def load_and_split(
-    load: Callable[[], Iterable[Sequence[bytes]]], known: bytes, trusted: bool, complete: bool
-) -> Split:
-    """`split` on rows read by `load`, for a worker process: only the few changed rows go back."""
-    return split(load(), FingerprintSet.from_bytes(known), trusted, complete)
 
 
 @dataclass
@@ -97,25 +90,56 @@ class SideView:
         self.fingerprints.pop(email, None)
 
 
-def detect(
-    side: str, snapshot: Snapshot, rows: Split, known: FingerprintSet, trusted: bool, mapper: Mapper
-) -> SideView:
-    """Decode and map a snapshot's changed rows, as sorted out by `split`."""
-    view = SideView(complete=snapshot.complete, known=known, trusted=trusted, rows=rows.rows)
+@dataclass(frozen=True)
+class Reading:
+    """Everything needed to read one side and sort its rows; picklable, for a worker process.
+
+    `load` yields the rows' payloads in batches. `size` (bytes, 0 when unknown) tells whether a
+    worker process would pay off.
+    """
+
+    side: str
+    load: Callable[[], Iterable[Sequence[bytes]]]
+    decode: Callable[[bytes], Row]
+    complete: bool
+    trusted: bool
+    rules: RuleSet
+    campaigns: Sequence[Campaign]
+    deleted: Sequence[str] = ()
+    size: int = 0
+
+
+def read_side(reading: Reading, known: FingerprintSet) -> SideView:
+    """Sort a side's rows against the base's fingerprints, then decode and map the changed ones."""
+    rows = split(reading.load(), known, reading.trusted, reading.complete)
+    view = SideView(complete=reading.complete, known=known, trusted=reading.trusted, rows=rows.rows)
     view.missing.update(rows.absent)
+    mapper = Mapper(reading.rules, reading.side, reading.campaigns)  # type: ignore[arg-type]
     for fingerprint, payload in rows.changed:
-        _take(side, view, fingerprint, payload, snapshot, mapper)
-    view.deleted.update(email.strip().lower() for email in snapshot.deleted)
+        _take(reading.side, view, fingerprint, payload, reading.decode, mapper)
+    view.deleted.update(email.strip().lower() for email in reading.deleted)
+    return view
+
+
+def read_side_in_worker(reading: Reading, known: bytes) -> SideView:
+    """`read_side` for a worker process: the base's fingerprints come and go as bytes."""
+    view = read_side(reading, FingerprintSet.from_bytes(known))
+    view.known = FingerprintSet()  # the caller has it: do not send it back
     return view
 
 
 def _take(
-    side: str, view: SideView, fingerprint: int, payload: bytes, snapshot: Snapshot, mapper: Mapper
+    side: str,
+    view: SideView,
+    fingerprint: int,
+    payload: bytes,
+    decode: Callable[[bytes], Row],
+    mapper: Mapper,
 ) -> None:
     if not payload.strip():
         return
     try:
-        row = snapshot.decode(payload)
+        row = decode(payload)
     except ValueError as error:
         view.rejections.append(Rejection(side, _preview(payload), f"unreadable record: {error}"))
         return

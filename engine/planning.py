@@ -12,16 +12,16 @@ from collections.abc import Mapping, Sequence
 import msgspec
 import xxhash
 
-from engine.changes import detect, settle_absences
+from engine.changes import settle_absences
 from engine.contract import Snapshot
 from engine.errors import StalePlanError
 from engine.plans import Op, Plan, Tokens, order_ops
+from engine.reading import read_sides, reading_of
 from engine.reconciling import Account, BaseRow, candidates, reconcile
 from engine.records import Mapper
 from engine.ruleset import RuleSet, Side, context_digest
 from engine.safety import check_outage, threshold_stops
 from engine.session import SIDES, Sync
-from engine.splitting import split_sides
 
 RECORDS_STREAM = "records"
 OPT_OUTS = frozenset({"opt_out_esp", "opt_out_crm"})
@@ -31,7 +31,7 @@ async def make_plan(sync: Sync, *, incremental: bool = False) -> Plan:
     """The plan that brings both sides of `sync` into agreement, without writing anything.
 
     Each side's raw rows are released once sorted into changed and unchanged; a large side is
-    sorted in a worker process while this one sorts the other (`engine.splitting`).
+    read in a worker process, in parallel with the other (`engine.reading`).
     """
     rules, store, name = sync.rules, sync.store, sync.name
     base_version = await store.base_version(name)
@@ -41,18 +41,21 @@ async def make_plan(sync: Sync, *, incremental: bool = False) -> Plan:
     esp_snapshot = await _snapshot(sync, "esp", incremental)
     context = _context(rules, crm_snapshot)
     trusted = stored_context == context
-    crm_rows, esp_rows = await split_sides([(crm_snapshot, index.crm), (esp_snapshot, index.esp)], trusted)
-    check_outage("crm", crm_snapshot.complete, crm_rows.rows, index.records, rules.safety)
-    check_outage("esp", esp_snapshot.complete, esp_rows.rows, index.records, rules.safety)
-    crm_mapper = Mapper(rules, "crm", crm_snapshot.campaigns)
-    esp_mapper = Mapper(rules, "esp", crm_snapshot.campaigns)
-    crm = detect("crm", crm_snapshot, crm_rows, index.crm, trusted, crm_mapper)
-    esp = detect("esp", esp_snapshot, esp_rows, index.esp, trusted, esp_mapper)
+    campaigns = crm_snapshot.campaigns
+    crm, esp = await read_sides(
+        [
+            (reading_of("crm", crm_snapshot, rules, campaigns, trusted), index.crm),
+            (reading_of("esp", esp_snapshot, rules, campaigns, trusted), index.esp),
+        ]
+    )
+    check_outage("crm", crm.complete, crm.rows, index.records, rules.safety)
+    check_outage("esp", esp.complete, esp.rows, index.records, rules.safety)
+    managed = Mapper(rules, "crm", campaigns).managed_lists
     for side, view in zip(SIDES, (crm, esp), strict=True):
         if view.complete and index.records:
             settle_absences(view, await store.emails_to_recheck(name, side, view.missing))
     base = await store.load_base_rows(name, candidates(crm, esp))
-    result = reconcile(rules, crm, esp, base, crm_mapper.managed_lists, _account(sync, esp_snapshot))
+    result = reconcile(rules, crm, esp, base, managed, _account(sync, esp_snapshot))
     stops = await _safety(sync, result.ops, base, index.records)
     return Plan(
         rule_set=name,
