@@ -70,8 +70,9 @@ def _plan_options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    out = Console(highlight=False)
-    err = Console(stderr=True, highlight=False)
+    # soft_wrap: a plan line is never broken in two, whatever the width (or a pipe's 80 columns).
+    out = Console(highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         return int(anyio.run(_dispatch, args, out, err, backend="asyncio"))
     except RulesError as error:

@@ -67,7 +67,7 @@ async def _round(loaded: LoadedRules, title: str, out: Console, err: Console) ->
     out.print(Rule(title))
     async with open_sync(loaded) as sync:
         plan = await make_plan(sync)
-        render(plan, out, limit=SHOWN)
+        render(plan, out, limit=None if len(plan.ops) <= 2 * SHOWN else SHOWN)
         out.print()
         report = await apply_with_progress(sync, plan, err, override_safety=False)
     print_report(report, out)
