@@ -64,10 +64,6 @@ class FieldLimits(_Rules, frozen=True, forbid_unknown_fields=True, kw_only=True)
     boolean: Annotated[int, Meta(ge=0)] | None = None
     total: Annotated[int, Meta(ge=0)] | None = None
 
-    def for_type(self, field_type: FieldType) -> int | None:
-        limit: int | None = getattr(self, field_type)
-        return limit
-
 
 class Limits(_Rules, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Budget and sizes for one vendor account. Unset values fall back to the adapter's defaults."""
@@ -117,10 +113,6 @@ class FieldMapping(_Rules, frozen=True, forbid_unknown_fields=True, kw_only=True
 
     def applies(self, kind: str) -> bool:
         return self.applies_to == "both" or self.applies_to == kind
-
-    def can_flow(self, to: Side) -> bool:
-        """Whether a change may be written to side `to`."""
-        return self.direction == "both" or self.direction == ("crm_to_esp" if to == "esp" else "esp_to_crm")
 
 
 class Consent(_Rules, frozen=True, forbid_unknown_fields=True, kw_only=True):
