@@ -1,0 +1,1 @@
+"""Dotdigital (formerly dotmailer): the v2 API emulator (``emulator``) and, later, client and adapter."""

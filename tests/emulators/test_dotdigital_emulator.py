@@ -1,0 +1,368 @@
+"""The Dotdigital v2 emulator behaves as the published API does, and its JSON matches the OpenAPI document."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from openapi_core import OpenAPI
+from openapi_core.testing import MockRequest, MockResponse
+
+from adapters.dotdigital.emulator import create_app
+from adapters.dotdigital.emulator_data import generate
+from adapters.dotdigital.emulator_state import DotdigitalState, Knobs
+
+BASE = "https://r1-api.dotdigital.com"
+SPEC = Path(__file__).resolve().parents[3] / "shared/vendor-specs/dotdigital/dotdigital-v2-api-swagger.json"
+KNOBS = Knobs()
+AUTH = (KNOBS.api_user, KNOBS.api_password)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@asynccontextmanager
+async def client(state: DotdigitalState | None = None, **knobs: Any) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(state, knobs=Knobs(**knobs) if knobs else None)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE, auth=AUTH) as http:
+        yield http
+
+
+@functools.cache
+def spec() -> OpenAPI:
+    return OpenAPI.from_file_path(str(SPEC))
+
+
+def conforms(response: httpx.Response, pattern: str) -> Any:
+    """Validate ``response`` against the spec's operation at ``pattern``; return its JSON."""
+    request = response.request
+    mock_request = MockRequest(BASE, request.method.lower(), request.url.path, path_pattern=pattern)
+    mock_response = MockResponse(response.content, status_code=response.status_code)
+    spec().validate_response(mock_request, mock_response)
+    return response.json()
+
+
+def csv_file(*rows: str) -> bytes:
+    return ("\r\n".join(rows) + "\r\n").encode()
+
+
+async def finish(http: httpx.AsyncClient, import_id: str, polls: int = 10) -> list[str]:
+    seen = []
+    for _ in range(polls):
+        response = await http.get(f"/v2/contacts/import/{import_id}")
+        seen.append(conforms(response, "/v2/contacts/import/{importId}")["status"])
+        if seen[-1] != "NotFinished":
+            break
+    return seen
+
+
+@pytest.mark.asyncio
+async def test_calls_without_credentials_are_refused() -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app()), base_url=BASE) as http:
+        plain = await http.get("/v2/account-info")
+        wrong = await http.get("/v2/account-info", auth=("apiuser-x@apiconnector.com", "nope"))
+    assert plain.status_code == wrong.status_code == 401
+    assert plain.json() == {"message": "Authorization has been denied for this request."}
+
+
+@pytest.mark.asyncio
+async def test_account_info_names_the_api_endpoint() -> None:
+    async with client(api_endpoint="https://r3-api.dotdigital.com/") as http:
+        body = conforms(await http.get("/v2/account-info"), "/v2/account-info")
+    props = {p["name"]: p["value"] for p in body["properties"]}
+    assert props["ApiEndpoint"] == "https://r3-api.dotdigital.com/"
+
+
+@pytest.mark.asyncio
+async def test_address_books_names_limits_and_paging() -> None:
+    state = DotdigitalState(Knobs(address_book_limit=3))
+    async with client(state) as http:
+        made = await http.post("/v2/address-books", json={"name": "CRM Campaign 42", "visibility": "Private"})
+        assert made.status_code == 201
+        assert conforms(made, "/v2/address-books")["contacts"] == 0
+        for name in ("Test", "all contacts", "crm campaign 42"):
+            refused = await http.post("/v2/address-books", json={"name": name})
+            assert refused.json()["message"].endswith("ERROR_ADDRESSBOOK_DUPLICATE"), name
+        assert (await http.post("/v2/address-books", json={"name": "x" * 129})).status_code == 400
+        await http.post("/v2/address-books", json={"name": "B"})
+        await http.post("/v2/address-books", json={"name": "C", "visibility": "Public"})
+        over = await http.post("/v2/address-books", json={"name": "D"})
+        assert over.json()["message"].endswith("ERROR_ADDRESSBOOK_LIMITEXCEEDED")
+        page = conforms(await http.get("/v2/address-books?select=2&skip=1"), "/v2/address-books")
+        assert [b["name"] for b in page] == ["B", "C"]
+        assert (await http.get("/v2/address-books?select=1001")).status_code == 400
+        book_id = made.json()["id"]
+        renamed = await http.put(
+            f"/v2/address-books/{book_id}", json={"name": "Renamed", "visibility": "Public"}
+        )
+        assert conforms(renamed, "/v2/address-books/{id}")["name"] == "Renamed"
+        assert (await http.delete(f"/v2/address-books/{book_id}")).status_code == 200
+        assert (await http.get(f"/v2/address-books/{book_id}")).status_code == 404
+
+
+@pytest.mark.asyncio
+async def test_data_field_names_and_per_type_limits_count_existing_fields() -> None:
+    state = DotdigitalState(Knobs(data_field_limits={"String": 2, "Numeric": 1, "Date": 1, "Boolean": 1}))
+    state.create_data_field("EXISTING", "String")
+    async with client(state) as http:
+        ok = await http.post(
+            "/v2/data-fields", json={"name": "crm_id", "type": "String", "visibility": "Private"}
+        )
+        assert ok.status_code == 201
+        dup = await http.post("/v2/data-fields", json={"name": "CRM_ID", "type": "String"})
+        assert dup.json() == {"message": "Field already exists. ERROR_NON_UNIQUE_DATAFIELD"}
+        for bad in ("x" * 21, "has space", "dollar$", ""):
+            refused = await http.post("/v2/data-fields", json={"name": bad, "type": "String"})
+            assert "ERROR_DATAFIELD_INVALID" in refused.json()["message"], bad
+        assert (
+            await http.post("/v2/data-fields", json={"name": "with-hyphen", "type": "Numeric"})
+        ).status_code == 201
+        full = await http.post("/v2/data-fields", json={"name": "THIRD", "type": "String"})
+        assert full.json()["message"].endswith("ERROR_DATAFIELD_LIMITEXCEEDED")
+        listed = conforms(await http.get("/v2/data-fields"), "/v2/data-fields")
+        assert [f["name"] for f in listed] == ["EXISTING", "CRM_ID", "WITH-HYPHEN"]
+        gone = await http.delete("/v2/data-fields/crm_id")
+        assert conforms(gone, "/v2/data-fields/{name}") == {"dependencies": [], "result": True}
+
+
+async def _import_world(http: httpx.AsyncClient, state: DotdigitalState) -> int:
+    state.create_data_field("FIRSTNAME", "String")
+    state.create_data_field("SCORE", "Numeric")
+    suppressed = state.add_contact("gone@example.com")
+    state.suppress(suppressed, "Unsubscribed")
+    return int((await http.post("/v2/address-books", json={"name": "Import target"})).json()["id"])
+
+
+@pytest.mark.parametrize("as_multipart", [True, False], ids=["multipart", "base64-json"])
+@pytest.mark.asyncio
+async def test_import_finishes_after_polls_and_applies_rows(as_multipart: bool) -> None:
+    state = DotdigitalState(Knobs(import_polls=2))
+    data = csv_file(
+        "email,FirstName,Score,Nickname",
+        "Ann@Example.com,Ann,7,",
+        "bob@example.com,Bob,3,Bobby",
+        "not-an-email,Nope,1,",
+        "gone@example.com,Gone,1,",
+        "ann@example.com,Dup,1,",
+    )
+    async with client(state) as http:
+        book_id = await _import_world(http, state)
+        url = f"/v2/address-books/{book_id}/contacts/import"
+        if as_multipart:
+            sent = await http.post(url, files={"file": ("people.csv", data, "text/csv")})
+        else:
+            sent = await http.post(
+                url, json={"fileName": "people.csv", "data": base64.b64encode(data).decode()}
+            )
+        assert sent.status_code == 202
+        job = conforms(sent, "/v2/address-books/{addressBookId}/contacts/import")
+        assert job["status"] == "NotFinished"
+        early = await http.get(f"/v2/contacts/import/{job['id']}/report")
+        assert early.json()["message"].endswith("ERROR_IMPORT_REPORT_NOT_FOUND")
+        assert state.contact_by_email("ann@example.com") is None  # nothing applied before it finishes
+        assert await finish(http, job["id"]) == ["NotFinished", "NotFinished", "Finished"]
+        report = conforms(
+            await http.get(f"/v2/contacts/import/{job['id']}/report"), "/v2/contacts/import/{importId}/report"
+        )
+        faults = await http.get(f"/v2/contacts/import/{job['id']}/report-faults")
+        members = conforms(await http.get(f"/v2/address-books/{book_id}/contacts?withFullData=true"),
+                           "/v2/address-books/{addressBookId}/contacts")  # fmt: skip
+    assert report["newContacts"] == 2 and report["updatedContacts"] == 0
+    assert (report["invalidEntries"], report["duplicateEmails"], report["globallySuppressed"]) == (1, 1, 1)
+    assert report["unsubscribed"] == 1
+    assert faults.headers["content-type"].startswith("text/csv")
+    assert faults.text.splitlines() == [
+        "Reason,email,FirstName,Score,Nickname",
+        "UnknownDataField,bob@example.com,Bob,3,Bobby",
+        "InvalidEmail,not-an-email,Nope,1,",
+        "Unsubscribed,gone@example.com,Gone,1,",
+        "Duplicate,ann@example.com,Dup,1,",
+    ]
+    assert sorted(m["email"] for m in members) == ["Ann@Example.com", "bob@example.com"]
+    ann = {f["key"]: f["value"] for f in members[0]["dataFields"]}
+    assert ann == {"FIRSTNAME": "Ann", "SCORE": 7}
+    gone = state.contact_by_email("gone@example.com")
+    assert gone is not None and gone.id not in state.address_books[book_id].members
+
+
+@pytest.mark.asyncio
+async def test_import_without_email_column_is_invalid_file_format() -> None:
+    async with client(import_polls=0) as http:
+        sent = await http.post(
+            "/v2/contacts/import", files={"file": ("x.csv", csv_file("name", "Ann"), "text/csv")}
+        )
+        assert await finish(http, sent.json()["id"]) == ["InvalidFileFormat"]
+
+
+@pytest.mark.asyncio
+async def test_twenty_sixth_concurrent_import_is_refused() -> None:
+    async with client() as http:
+        payload = {"fileName": "a.csv", "data": base64.b64encode(csv_file("Email", "a@example.com")).decode()}
+        for _ in range(25):
+            assert (await http.post("/v2/contacts/import", json=payload)).status_code == 202
+        refused = await http.post("/v2/contacts/import", json=payload)
+    assert refused.status_code == 400
+    assert refused.json()["message"].endswith("ERROR_IMPORT_TOOMANYACTIVEIMPORTS")
+
+
+@pytest.mark.asyncio
+async def test_suppressions_are_listed_with_reasons_and_complaints_stay_suppressed() -> None:
+    state = DotdigitalState()
+    complainer = state.add_contact("angry@example.com")
+    state.suppress(complainer, "IspComplained")
+    async with client(state) as http:
+        created = await http.post("/v2/contacts", json={"email": "kim@example.com", "dataFields": []})
+        assert conforms(created, "/v2/contacts")["status"] == "Subscribed"
+        gone = await http.post("/v2/contacts/unsubscribe", json={"email": "kim@example.com"})
+        assert conforms(gone, "/v2/contacts/unsubscribe")["reason"] == "Unsubscribed"
+        targets = [{"email": "angry@example.com"}, {"email": "nobody@example.com"}]
+        batch = await http.put("/v2/contacts/suppress-contacts", json=targets)
+        assert (
+            conforms(batch, "/v2/contacts/suppress-contacts")["notFound"][0]["email"] == "nobody@example.com"
+        )
+        since = conforms(
+            await http.get("/v2/contacts/suppressed-since/2020-01-01"), "/v2/contacts/suppressed-since/{date}"
+        )
+        unsubs = await http.get("/v2/contacts/unsubscribed-since/2020-01-01T00:00:00Z")
+        again = await http.post("/v2/contacts", json={"email": "KIM@example.com"})
+        refused = await http.post(
+            "/v2/contacts/resubscribe", json={"unsubscribedContact": {"email": "angry@example.com"}}
+        )
+        allowed = await http.post(
+            "/v2/contacts/resubscribe", json={"unsubscribedContact": {"email": "kim@example.com"}}
+        )
+        fetched = conforms(await http.get("/v2/contacts/kim@example.com"), "/v2/contacts/{email}")
+    assert {(s["suppressedContact"]["email"], s["reason"]) for s in since} == {
+        ("angry@example.com", "IspComplained"), ("kim@example.com", "Unsubscribed"),
+    }  # fmt: skip
+    assert [
+        s["suppressedContact"]["email"] for s in conforms(unsubs, "/v2/contacts/unsubscribed-since/{date}")
+    ] == ["kim@example.com"]
+    assert again.json()["message"] == "Contact is suppressed. ERROR_CONTACT_SUPPRESSED"
+    assert conforms(refused, "/v2/contacts/resubscribe")["status"] == "ContactCannotBeUnsuppressed"
+    assert allowed.json()["status"] == "ContactAdded" and fetched["status"] == "Subscribed"
+    assert state.suppressions[complainer.id].reason == "IspComplained"
+
+
+@pytest.mark.asyncio
+async def test_flat_rate_limit_caps_per_hour_then_recovers() -> None:
+    clock = FakeClock()
+    state = DotdigitalState(Knobs(rate_scheme="flat", flat_calls_per_hour=3), clock=clock)
+    async with client(state) as http:
+        codes = [(await http.get("/v2/data-fields")).status_code for _ in range(4)]
+        capped = await http.get("/v2/data-fields")
+        clock.now += 3600
+        recovered = await http.get("/v2/data-fields")
+    assert codes == [200, 200, 200, 400]
+    assert capped.json()["message"].endswith("ERROR_APIUSAGE_EXCEEDED")
+    assert recovered.status_code == 200
+    assert len(state.calls) == 6
+
+
+@pytest.mark.asyncio
+async def test_tiered_rate_limit_answers_429_with_headers() -> None:
+    clock = FakeClock()
+    state = DotdigitalState(Knobs(rate_scheme="tiered", tiered_calls_per_minute=2), clock=clock)
+    async with client(state) as http:
+        first = await http.get("/v2/data-fields")
+        await http.get("/v2/data-fields")
+        clock.now += 20
+        over = await http.get("/v2/data-fields")
+        clock.now += 40
+        later = await http.get("/v2/data-fields")
+    assert first.headers["X-RateLimit-Remaining"] == "1"
+    assert over.status_code == 429
+    assert over.headers["X-RateLimit-Limit"] == "2" and over.headers["X-RateLimit-Remaining"] == "0"
+    assert over.headers["X-RateLimit-Reset"] == "40" and over.headers["X-RateLimit-Scope"] == "lowCallRate"
+    assert later.status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_fault_knobs_server_errors_retry_after_and_stalled_imports() -> None:
+    state = DotdigitalState(Knobs(error_503_share=0.5), seed=3)
+    async with client(state) as http:
+        codes = [(await http.get("/v2/data-fields")).status_code for _ in range(40)]
+        assert 10 < codes.count(503) < 30 and set(codes) == {200, 503}
+        state.tune(error_503_share=0.0, error_429_share=1.0, retry_after=7)
+        limited = await http.get("/v2/data-fields")
+        assert limited.status_code == 429 and limited.headers["Retry-After"] == "7"
+        state.tune(error_429_share=0.0, import_stalls=True, malformed_json_share=1.0)
+        broken = await http.get("/v2/data-fields")
+        with pytest.raises(ValueError):
+            json.loads(broken.content or b"{")
+        state.tune(malformed_json_share=0.0)
+        sent = await http.post(
+            "/v2/contacts/import", files={"file": ("a.csv", csv_file("Email", "a@example.com"))}
+        )
+        assert await finish(http, sent.json()["id"], polls=6) == ["NotFinished"] * 6
+        state.tune(import_stalls=False, import_outcome="RejectedByWatchdog", import_polls=0)
+        again = await http.post(
+            "/v2/contacts/import", files={"file": ("a.csv", csv_file("Email", "a@example.com"))}
+        )
+        assert await finish(http, again.json()["id"]) == ["RejectedByWatchdog"]
+
+
+@pytest.mark.asyncio
+async def test_generated_account_and_campaign_activity() -> None:
+    state = DotdigitalState(Knobs(rate_scheme="none"), seed=1)
+    generate(state, seed=11, contacts=300, address_books=3, campaigns=2)
+    twin = DotdigitalState(seed=1)
+    generate(twin, seed=11, contacts=300, address_books=3, campaigns=2)
+    assert [c.email for c in state.contacts.values()] == [c.email for c in twin.contacts.values()]
+    emails = [c.email for c in state.contacts.values()]
+    assert len({e.lower() for e in emails}) == 300 and any(e != e.lower() for e in emails)
+    reasons = {s.reason for s in state.suppressions.values()}
+    assert {"Unsubscribed", "HardBounced"} <= reasons
+    campaign = next(iter(state.campaigns.values()))
+    async with client(state) as http:
+        listed = conforms(await http.get("/v2/campaigns"), "/v2/campaigns")
+        active = await http.get("/v2/campaigns/with-activity-since/2000-01-01")
+        summary = conforms(
+            await http.get(f"/v2/campaigns/{campaign.id}/summary"), "/v2/campaigns/{campaignId}/summary"
+        )
+        acts = await http.get(f"/v2/campaigns/{campaign.id}/activities/since-date/2000-01-01")
+        opens = await http.get(f"/v2/campaigns/{campaign.id}/opens/since-date/2000-01-01T00:00:00Z")
+        clicks = await http.get(f"/v2/campaigns/{campaign.id}/clicks")
+        bounced = await http.get(f"/v2/campaigns/{campaign.id}/hard-bouncing-contacts")
+    assert len(listed) == 2 and len(conforms(active, "/v2/campaigns/with-activity-since/{date}")) == 2
+    rows = conforms(acts, "/v2/campaigns/{campaignId}/activities/since-date/{date}")
+    assert summary["numSent"] == len(rows) > 0
+    assert summary["numOpens"] == len(conforms(opens, "/v2/campaigns/{campaignId}/opens/since-date/{date}"))
+    assert summary["numClicks"] == len(conforms(clicks, "/v2/campaigns/{campaignId}/clicks"))
+    hard = conforms(bounced, "/v2/campaigns/{campaignId}/hard-bouncing-contacts")
+    assert summary["numHardBounces"] == sum(r["hardBounced"] for r in rows) == len(hard)
+    assert all(c["status"] == "HardBounced" for c in hard)
+
+
+@pytest.mark.asyncio
+async def test_generate_activity_marks_hard_bounces_suppressed() -> None:
+    from adapters.dotdigital.emulator_data import ActivityShares
+
+    state = DotdigitalState(seed=5)
+    book = state.create_address_book("Everyone")
+    for n in range(20):
+        state.add_member(book.id, state.add_contact(f"p{n}@example.com"))
+    campaign = state.add_campaign("Launch", book_ids=[book.id])
+    assert state.generate_activity(campaign.id, ActivityShares(hard_bounce=1.0)) == 20
+    assert all(state.suppressions[c].reason == "HardBounced" for c in book.members)
+    async with client(state) as http:
+        since = await http.get("/v2/contacts/suppressed-since/2000-01-01")
+        deletion = await http.post(f"/v2/address-books/{book.id}/contacts/delete", json=[1, 2])
+        job = conforms(deletion, "/v2/address-books/{addressBookId}/contacts/delete")
+        done = await http.get(f"/v2/contacts/deletion/{job['id']}")
+    assert len(since.json()) == 20
+    assert conforms(done, "/v2/contacts/deletion/{deletionRequestId}")["status"] == "Completed"
+    assert 1 not in book.members and 3 in book.members
