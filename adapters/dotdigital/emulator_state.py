@@ -1,12 +1,13 @@
 """The in-memory Dotdigital account behind the emulator.
 
-The emulator's HTTP layer (``emulator.py``) only parses requests and maps errors; everything the account
-*does* lives here, in one ``DotdigitalState`` that tests can inspect and steer: contacts (keyed by
-case-insensitive email), address books and their members, data fields with the per-type limits,
-account-wide suppressions with their reasons, bulk imports that finish after some polls and apply their
-rows only then, bulk deletions, sent campaigns with per-contact activity, and the call budget of the two
-rate-limit schemes. Time comes only from the injected monotonic ``clock``; wall-clock dates are derived
-from it. Randomness comes only from ``state.rng``.
+The emulator's HTTP layer (``emulator.py``, ``emulator_routes.py``, ``emulator_wire.py``) only parses
+requests, renders JSON and maps errors; everything the account *does* lives here, in one
+``DotdigitalState`` that tests can inspect and steer: contacts (keyed by case-insensitive email), address
+books and their members, data fields with the per-type limits, account-wide suppressions with their
+reasons, bulk imports that finish after some polls and apply their rows only then (applying them is
+``emulator_imports.py``'s job), bulk deletions, sent campaigns with per-contact activity, and the call
+budget of the two rate-limit schemes. Time comes only from the injected monotonic ``clock``; wall-clock
+dates are derived from it. Randomness comes only from ``state.rng``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from typing import Any, Literal
 from adapters.dotdigital.emulator_data import (
     DATA_FIELD_TYPES,
     NEVER_RESUBSCRIBED,
-    REPORT_KEY_BY_REASON,
-    REPORT_KEYS,
     SUPPRESSED,
     ActivityShares,
     AddressBook,
@@ -34,11 +33,11 @@ from adapters.dotdigital.emulator_data import (
     Deletion,
     Suppression,
     coerce,
-    read_csv,
     simulate_activity,
     valid_email,
     valid_field_name,
 )
+from adapters.dotdigital.emulator_imports import apply_import
 
 RESERVED_BOOK_NAMES = frozenset({"test", "all contacts"})
 
@@ -393,72 +392,3 @@ def _visibility(value: str) -> str:
     if value not in ("Private", "Public"):
         raise ApiError(400, f"Visibility must be Private or Public, not '{value}'. ERROR_PARAMETER_INVALID")
     return value
-
-
-# -- applying imports --------------------------------------------------------------------------------
-def apply_import(state: DotdigitalState, job: ContactImport) -> None:
-    """Finish an import: parse its file, apply the good rows, count and record the faults."""
-    parsed = read_csv(job.file)
-    if job.outcome != "Finished" or parsed is None:
-        job.status = job.outcome if job.outcome != "Finished" else "InvalidFileFormat"
-        return
-    header, rows = parsed
-    limit = state.knobs.contact_limit
-    if limit is not None and len(state.contacts) + len(rows) > limit:
-        job.status = "ExceedsAllowedContactLimit"
-        return
-    lowered = [h.lower() for h in header]
-    at = lowered.index("email")
-    columns = {i: state.data_fields.get(h.upper()) for i, h in enumerate(header) if i != at}
-    report = dict.fromkeys(REPORT_KEYS, 0)
-    job.faults = [["Reason", "email", *(h for i, h in enumerate(header) if i != at)]]
-    seen: set[str] = set()
-    for row in rows:
-        email = row[at].strip()
-        reason = _import_row(state, job, email, row, columns, seen, report)
-        if reason:
-            job.faults.append([reason, email, *(v for i, v in enumerate(row) if i != at)])
-    job.report, job.status = report, "Finished"
-
-
-def _import_row(
-    state: DotdigitalState,
-    job: ContactImport,
-    email: str,
-    row: list[str],
-    columns: Mapping[int, DataField | None],
-    seen: set[str],
-    report: dict[str, int],
-) -> str | None:
-    """Apply one import row; return the fault reason when the row (or part of it) was not imported."""
-    if not valid_email(email):
-        report["invalidEntries"] += 1
-        return "InvalidEmail"
-    if email.lower() in seen:
-        report["duplicateEmails"] += 1
-        return "Duplicate"
-    seen.add(email.lower())
-    existing = state.contact_by_email(email)
-    if existing is not None and existing.status in SUPPRESSED:
-        report["globallySuppressed"] += 1
-        report[REPORT_KEY_BY_REASON.get(existing.status, "blocked")] += 1
-        return existing.status
-    if state.rng.random() < state.knobs.row_fault_share:
-        report["failures"] += 1
-        return "Failed"
-    try:
-        values = {
-            f.name: coerce(f.type, row[i]) for i, f in columns.items() if f is not None and row[i] != ""
-        }
-    except ValueError:
-        report["invalidEntries"] += 1
-        return "InvalidDataFieldValue"
-    contact = existing or state.add_contact(email)
-    report["updatedContacts" if existing else "newContacts"] += 1
-    contact.data.update(values)
-    contact.modified = state.now()
-    if job.book_id is not None and job.book_id in state.address_books:
-        state.add_member(job.book_id, contact)
-    # The row is imported, but values under columns that are not data fields are dropped.
-    unknown = any(f is None and row[i].strip() for i, f in columns.items())
-    return "UnknownDataField" if unknown else None

@@ -1,89 +1,73 @@
-"""The Workbooks emulator's in-memory database: records, sessions, queries and batched writes.
+"""The Workbooks emulator's in-memory database: records, users, sessions and batched writes.
 
 Kept apart from the HTTP layer so tests can seed, inspect and edit it directly (as a CRM user
-would), and so every behaviour of `shared/reference/workbooks-api.md` §2-§4 lives in one place.
+would), and so every behaviour of `shared/reference/workbooks-api.md` §2-§4 has one owner. The
+query engine lives in `emulator_queries`, the write vocabulary in `emulator_writes` and the record
+types in `emulator_types`; their public names are re-exported here so existing imports keep working.
 Choices where the reference is UNSURE:
-- String filters and sorts ignore case (a MySQL collation); `updated_at` has one-second resolution.
-- Without `_start`, `_limit` is ignored and a page holds 100 rows; `_limit` is capped at `max_page_size`.
-- Unknown filter, sort or select columns are refused with 406 (bad params).
-- More than 100 objects in a PUT: HTTP 406 `too_many_objects`; no object is saved.
-- Write errors: `errors` is keyed by `"[<object index>]"`; `affected_object_errors` and
-  `affected_objects` are parallel to the request (`{}` / `null` for objects without errors / not saved).
-- A stale `lock_version` also adds `{"index", "id", "lock_version", "current_lock_version", "message"}`
-  to `failures`.
+- `updated_at` has one-second resolution.
 - Deleting a person, lead or campaign also deletes (tombstones) its memberships.
 """
 
 from __future__ import annotations
 
-import json
 import random
-import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.workbooks.emulator_data import (
+from adapters.workbooks.emulator_queries import (
+    Filter,
+    Predicate,
+    Query,
+    Record,
+    compile_match,
+    run_query,
+    selector,
+)
+from adapters.workbooks.emulator_types import (
     DEFAULT_STATUSES,
     LEAD,
     PERSON,
     FieldSpec,
     TypeSpec,
+    WorkbooksError,
     coerce,
     default_types,
-    render,
+)
+from adapters.workbooks.emulator_writes import (
+    EMAIL,
+    MAX_BATCH,
+    ROLLED_BACK,
+    STALE,
+    ObjectError,
+    WriteObject,
+    batch_body,
+    check_fields,
 )
 
-Record = dict[str, Any]
-Predicate = Callable[[Record], bool]
-MAX_BATCH = 100
+__all__ = [
+    "DEFAULT_API_KEY",
+    "EMAIL",
+    "MAX_BATCH",
+    "ROLLED_BACK",
+    "STALE",
+    "Filter",
+    "Predicate",
+    "Query",
+    "Record",
+    "Session",
+    "User",
+    "WorkbooksError",
+    "WorkbooksState",
+    "WriteObject",
+    "compile_match",
+]
+
 DEFAULT_API_KEY = "12345-12345-12345-12345-12345-12345-12345-12345"
-STALE = "This record cannot be saved since it has already been updated elsewhere."
-ROLLED_BACK = "Not saved: another object in this request failed."
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-class WorkbooksError(Exception):
-    """A refusal of the whole request: HTTP status, `failure_reason`, `failure_message`."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.reason, self.message = status, reason, message
-
-
-class _ObjectError(Exception):
-    def __init__(self, errors: dict[str, list[str]], *, stale: dict[str, Any] | None = None) -> None:
-        super().__init__(errors)
-        self.errors, self.stale = errors, stale
-
-
-@dataclass(frozen=True)
-class Filter:
-    field: str
-    op: str
-    value: str = ""
-
-
-@dataclass
-class Query:
-    filters: list[Filter] = field(default_factory=list)
-    match: str = "and"
-    start: int | None = None
-    limit: int | None = None
-    sort: list[tuple[str, bool]] = field(default_factory=list)  # (field, descending)
-    columns: list[str] | None = None
-    skip_total: bool = False
-
-
-@dataclass
-class WriteObject:
-    method: str  # POST create, PUT update, DELETE
-    id: int
-    lock_version: int
-    fields: dict[str, str | None]  # raw wire values; None is `:null_value:`
 
 
 @dataclass
@@ -101,81 +85,6 @@ class Session:
     authenticity_token: str
     user: User
     last_used: float
-
-
-def _key(value: Any) -> Any:
-    return value.casefold() if isinstance(value, str) else value
-
-
-def _ordered(left: Any, right: Any, test: Callable[[Any, Any], bool]) -> bool:
-    if left is None or right is None:
-        return False
-    if isinstance(left, datetime) and not isinstance(right, datetime):
-        left = left.date()
-    try:
-        return test(_key(left), _key(right))
-    except TypeError:
-        return False
-
-
-ORDER: dict[str, Callable[[Any, Any], bool]] = {
-    "lt": lambda a, b: a < b,
-    "le": lambda a, b: a <= b,
-    "gt": lambda a, b: a > b,
-    "ge": lambda a, b: a >= b,
-}
-TODAY = {"today": ORDER["ge"], "ge_today": ORDER["ge"], "gt_today": ORDER["gt"]}
-TODAY |= {"le_today": ORDER["le"], "lt_today": ORDER["lt"]}
-
-
-def compile_match(expression: str, count: int) -> Callable[[Sequence[bool]], bool]:
-    """`_fm`: `and`, `or`, or a boolean expression over 1-based filter indices (AND OR XOR NOT ! ())."""
-    text = expression.strip().lower()
-    if text in ("", "and"):
-        return all
-    if text == "or":
-        return any
-    tokens: list[str] = re.findall(r"\d+|and|or|xor|not|!|\(|\)|\S+", text)
-    pos = 0
-    Node = Callable[[Sequence[bool]], bool]
-
-    def take(expected: str | None = None) -> str:
-        nonlocal pos
-        if pos >= len(tokens) or (expected is not None and tokens[pos] != expected):
-            raise WorkbooksError(406, "invalid_filter_match", f"cannot parse _fm={expression!r}")
-        pos += 1
-        return tokens[pos - 1]
-
-    def binary(word: str, inner: Callable[[], Node], join: Callable[[bool, bool], bool]) -> Node:
-        node = inner()
-        while pos < len(tokens) and tokens[pos] == word:
-            take()
-            node = (lambda a, b: lambda v: join(a(v), b(v)))(node, inner())
-        return node
-
-    def atom() -> Node:
-        token = take()
-        if token in ("not", "!"):
-            inner = atom()
-            return lambda v: not inner(v)
-        if token == "(":
-            node = either()
-            take(")")
-            return node
-        if not token.isdigit() or not 1 <= int(token) <= count:
-            raise WorkbooksError(406, "invalid_filter_match", f"_fm refers to no filter: {token!r}")
-        index = int(token) - 1
-        return lambda v: v[index]
-
-    def either() -> Node:
-        return binary("or", lambda: binary("xor", lambda: binary("and", atom, lambda a, b: a and b), ne), or_)
-
-    ne: Callable[[bool, bool], bool] = lambda a, b: a != b  # noqa: E731
-    or_: Callable[[bool, bool], bool] = lambda a, b: a or b  # noqa: E731
-    node = either()
-    if pos != len(tokens):
-        raise WorkbooksError(406, "invalid_filter_match", f"cannot parse _fm={expression!r}")
-    return node
 
 
 class WorkbooksState:
@@ -295,80 +204,8 @@ class WorkbooksState:
 
     def read(self, controller: str, query: Query) -> dict[str, Any]:
         spec = self.spec(controller)
-        wanted = self._selector(spec, query.filters, query.match)
-        show_deleted = any(f.field == "is_deleted" for f in query.filters)
-        rows = [
-            r
-            for r in self.records[controller].values()
-            if (show_deleted or not r["is_deleted"]) and wanted(r)
-        ]
-        for name, descending in reversed([*query.sort, ("id", False)] if query.sort else [("id", False)]):
-            self._field(spec, name, "sort")
-            present = [r for r in rows if r.get(name) is not None]
-            present.sort(key=lambda r: _key(r[name]), reverse=descending)
-            absent = [r for r in rows if r.get(name) is None]
-            rows = absent + present if not descending else present + absent
-        limit = min(query.limit or 100, self.max_page_size) if query.start is not None else 100
-        page = rows[query.start or 0 :][:limit]
-        for name in query.columns or ():
-            self._field(spec, name, "column")
-        columns = None if query.columns is None else {"id", "lock_version", *query.columns}
-        data = [{k: render(v) for k, v in r.items() if columns is None or k in columns} for r in page]
-        return {"success": True, "total": len(page) if query.skip_total else len(rows), "data": data}
-
-    def _field(self, spec: TypeSpec, name: str, role: str) -> FieldSpec:
-        if name not in spec.fields:
-            raise WorkbooksError(406, f"unknown_{role}", f"{spec.class_name} has no field {name!r}")
-        return spec.fields[name]
-
-    def _selector(self, spec: TypeSpec, filters: Sequence[Filter], match: str) -> Predicate:
-        predicates = [self._predicate(spec, f) for f in filters]
-        combine = compile_match(match, len(predicates))
-        return lambda record: combine([p(record) for p in predicates])
-
-    def _predicate(self, spec: TypeSpec, flt: Filter) -> Predicate:
-        fs, name, op = self._field(spec, flt.field, "filter"), flt.field, flt.op
-
-        def value(raw: str) -> Any:
-            try:
-                return _key(
-                    coerce(FieldSpec(name, fs.datatype), raw.strip() if fs.datatype != "string" else raw)
-                )
-            except ValueError as exc:
-                raise WorkbooksError(406, "invalid_filter_value", f"{name} {op} {raw!r}: {exc}") from exc
-
-        if op in ("blank", "not_blank"):
-            return lambda r: (r.get(name) in (None, "")) == (op == "blank")
-        if op in ("true", "false"):
-            return lambda r: (r.get(name) is True) == (op == "true")
-        if op in TODAY:
-            today, test = self.now().date(), TODAY[op]
-            return lambda r: (
-                _ordered(r.get(name), today, test)
-                and (op != "today" or _ordered(r.get(name), today, ORDER["le"]))
-            )
-        if op in ("eq", "ne"):
-            values = {value(v.replace("\\,", ",")) for v in re.split(r"(?<!\\),", flt.value)}
-            return lambda r: (_key(r.get(name)) in values) == (op == "eq")
-        if op in ORDER:
-            bound, test = value(flt.value), ORDER[op]
-            return lambda r: _ordered(r.get(name), bound, test)
-        if op in ("ct", "nct", "bg", "nbg"):
-            text = flt.value.casefold()
-            found: Callable[[str], bool] = (
-                (lambda s: text in s) if op in ("ct", "nct") else (lambda s: s.startswith(text))
-            )
-            return lambda r: found(str(render(r.get(name)) or "").casefold()) == (op in ("ct", "bg"))
-        if op in ("between", "not_between"):
-            try:
-                low, high = (value(str(v)) for v in json.loads(flt.value))
-            except (ValueError, TypeError) as exc:
-                raise WorkbooksError(406, "invalid_filter_value", f"{name} {op} needs [a,b]") from exc
-            return lambda r: (
-                (_ordered(r.get(name), low, ORDER["ge"]) and _ordered(r.get(name), high, ORDER["le"]))
-                == (op == "between")
-            )
-        raise WorkbooksError(406, "invalid_filter_operator", f"unknown filter operator {op!r}")
+        records = self.records[controller].values()
+        return run_query(spec, records, query, now=self.now, max_page_size=self.max_page_size)
 
     # -- writes --
     def write(
@@ -382,59 +219,30 @@ class WorkbooksState:
             raise WorkbooksError(
                 406, "working_set_filter_required", "A working-set filter (_ff[]) is required"
             )
-        in_set = self._selector(spec, working_set, match)
-        results: list[Record | _ObjectError] = []
+        in_set = selector(spec, working_set, match, self.now)
+        results: list[Record | ObjectError] = []
         self._undo, first_id = [], self._next_id
         try:
             for obj in objects:
                 mark, next_id = len(self._undo), self._next_id
                 try:
                     results.append(self._apply(spec, obj, in_set, user))
-                except _ObjectError as exc:
+                except ObjectError as exc:
                     self._rollback(mark)
                     self._next_id = next_id
                     results.append(exc)
-            ok = not any(isinstance(r, _ObjectError) for r in results)
+            ok = not any(isinstance(r, ObjectError) for r in results)
             if not ok and not per_object:
                 self._rollback(0)
                 self._next_id = first_id
         finally:
             self._undo = None
-        info, affected, object_errors, errors, failures = [], [], [], {}, []
-        for index, result in enumerate(results):
-            if isinstance(result, _ObjectError):
-                messages = [f"{k} {m}" for k, ms in result.errors.items() for m in ms]
-                info.append({"success": False, "errors": messages, "warnings": []})
-                errors[f"[{index}]"] = {k: "; ".join(ms) for k, ms in result.errors.items()}
-                if result.stale is not None:
-                    failures.append({"index": index, **result.stale, "message": STALE})
-            saved = not isinstance(result, _ObjectError) and (ok or per_object)
-            if not saved and not isinstance(result, _ObjectError):
-                info.append({"success": False, "errors": [ROLLED_BACK], "warnings": []})
-            elif saved:
-                info.append({"success": True, "errors": [], "warnings": []})
-            affected.append(
-                {k: render(v) for k, v in result.items()} if saved and isinstance(result, dict) else None
-            )
-            object_errors.append(result.errors if isinstance(result, _ObjectError) else {})
-        cache = spec.class_name.lower().replace("::", "_")
-        body: dict[str, Any] = {
-            "success": ok,
-            "flash": "saved successfully" if ok else "Some objects could not be saved",
-            "affected_object_information": info,
-            "affected_objects": affected,
-            "updates": {"data": {"immediate": [cache]}},
-        }
-        if errors:
-            body |= {"errors": errors, "affected_object_errors": object_errors}
-        if failures:
-            body["failures"] = failures
-        return body
+        return batch_body(spec, results, ok=ok, per_object=per_object)
 
     def _apply(self, spec: TypeSpec, obj: WriteObject, in_set: Predicate, user: str) -> Record:
         if obj.method == "POST":
             if obj.id != 0:
-                raise _ObjectError({"id": ["must be 0 to create a record"]})
+                raise ObjectError({"id": ["must be 0 to create a record"]})
             record = self._new_record(
                 spec, self._validate(spec, obj.fields, creating=True), user, "API", self.now()
             )
@@ -444,18 +252,18 @@ class WorkbooksState:
             return dict(record)
         current = self.records[spec.controller].get(obj.id)
         if obj.method not in ("PUT", "DELETE"):
-            raise _ObjectError({"__method": [f"{obj.method!r} is not POST, PUT or DELETE"]})
+            raise ObjectError({"__method": [f"{obj.method!r} is not POST, PUT or DELETE"]})
         if current is None or current["is_deleted"]:
-            raise _ObjectError({"id": [f"{obj.id} was not found"]})
+            raise ObjectError({"id": [f"{obj.id} was not found"]})
         if not in_set(current):
-            raise _ObjectError({"id": [f"{obj.id} is not in the working set of this request"]})
+            raise ObjectError({"id": [f"{obj.id} is not in the working set of this request"]})
         if obj.lock_version != current["lock_version"]:
             stale = {
                 "id": obj.id,
                 "lock_version": obj.lock_version,
                 "current_lock_version": current["lock_version"],
             }
-            raise _ObjectError({"lock_version": [STALE]}, stale=stale)
+            raise ObjectError({"lock_version": [STALE]}, stale=stale)
         if obj.method == "DELETE":
             self._delete(spec, current, user)
             return {k: current[k] for k in ("id", "lock_version", "type", "is_deleted", "updated_at")}
@@ -473,33 +281,11 @@ class WorkbooksState:
         }
 
     def _validate(self, spec: TypeSpec, raw: dict[str, str | None], *, creating: bool) -> Record:
-        errors: dict[str, list[str]] = {}
-        values: Record = {}
-        for name, text in raw.items():
-            fs = spec.fields.get(name)
-            if fs is None or not (fs.createable if creating else fs.updateable):
-                errors[name] = ["is not a known attribute" if fs is None else "cannot be set"]
-                continue
-            try:
-                values[name] = coerce(fs, text)
-            except ValueError as exc:
-                errors[name] = [
-                    str(exc) if fs.datatype in ("boolean", "picklist") else f"is not a valid {fs.datatype}"
-                ]
-                continue
-            if name.endswith(("[email]]", "[email]")) and values[name] and not EMAIL.match(values[name]):
-                errors[name] = ["is not a valid email address"]
-        for fs in spec.fields.values():
-            if (
-                fs.required
-                and (name := fs.name) not in errors
-                and values.get(name, "" if creating else 0) in ("", None)
-            ):
-                errors[name] = ["can't be blank"]
+        values, errors = check_fields(spec, raw, creating=creating)
         if spec.controller in ("crm/campaign_membership", "crm/online_activities") and not errors:
             self._check_links(spec, values, errors)
         if errors:
-            raise _ObjectError(errors)
+            raise ObjectError(errors)
         return values
 
     def _check_links(self, spec: TypeSpec, values: Record, errors: dict[str, list[str]]) -> None:
