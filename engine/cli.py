@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     apply.add_argument("--quiet", action="store_true", help="do not print the plan before applying")
 
+    emulate = sub.add_parser("emulate", help="serve a vendor emulator with generated data on loopback")
+    emulate.add_argument("name", help="workbooks or dotdigital")
+    emulate.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
+    emulate.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
+    emulate.add_argument("--seed", type=int, default=1, help="seed of the generated data")
+
     demo = sub.add_parser("demo", help="run a self-contained demonstration")
     demo.add_argument("--esp", default="files", help="which demo to run (default: files)")
     demo.add_argument("--dir", type=Path, default=None, help="where the demo keeps its data")
@@ -98,6 +104,7 @@ async def _dispatch(args: argparse.Namespace, out: Console, err: Console) -> int
         "plan": commands.plan,
         "apply": commands.apply,
         "demo": commands.demo,
+        "emulate": commands.emulate,
     }[args.command]
     return await handler(args, out, err)
 

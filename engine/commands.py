@@ -96,6 +96,13 @@ def print_report(report: ApplyReport, out: Console) -> None:
         out.print(f"  rejected {count:,}: {reason}", style="yellow")
 
 
+async def emulate(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from engine.emulating import serve
+
+    await serve(args.name, args.host, args.port, args.seed, out)
+    return 0
+
+
 async def demo(args: argparse.Namespace, out: Console, err: Console) -> int:
     found = {ep.name: ep for ep in entry_points(group=DEMOS)}
     if args.esp not in found:
