@@ -18,13 +18,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from msgspec import Struct
 
 from engine.plans import Op, OpKind
 from engine.records import Campaign, Row
 from engine.ruleset import FieldType, SecretRef, Side
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class Capabilities(Struct, frozen=True):
@@ -94,13 +97,19 @@ class CallBudget(Protocol):
 
 @dataclass
 class AdapterContext:
-    """What the engine hands an adapter when it opens one."""
+    """What the engine hands an adapter when it opens one.
+
+    `http(base_url)` makes the AsyncClient for the side's vendor (`engine.http`): its requests
+    spend `budget` and have deadlines, and tests and the demo route it to an emulator. An adapter
+    closes the clients it made in `aclose`.
+    """
 
     side: Side
     base_dir: Path
     budget: CallBudget
     secret: Callable[[SecretRef], str]
     extras: dict[str, Any] = field(default_factory=dict)
+    http: Callable[[str], httpx.AsyncClient] | None = None
 
 
 class Adapter(Protocol):

@@ -15,6 +15,7 @@ from typing import Any
 from engine.budgets import Budget, Budgets
 from engine.contract import Adapter, AdapterContext, Capabilities
 from engine.errors import PermanentError
+from engine.http import budgeted_client
 from engine.registry import adapter_factory
 from engine.rules_loading import LoadedRules, resolve_secret
 from engine.ruleset import RuleSet, Side
@@ -69,12 +70,16 @@ async def open_sync(
             if settings is None or capabilities is None:
                 raise PermanentError("rules loaded without their adapters cannot be synced")
             budget = budgets.for_account(side_rules.account_key(), side_rules.limits, capabilities)
+            # A transport handed in as extras["crm_transport"] / ["esp_transport"] routes the
+            # side's HTTP to an emulator (tests, the demo); otherwise it goes to the network.
+            transport = (extras or {}).get(f"{side}_transport")
             context = AdapterContext(
                 side=side,
                 base_dir=loaded.base_dir,
                 budget=budget,
                 secret=partial(resolve_secret, base_dir=loaded.base_dir),
                 extras=dict(extras or {}),
+                http=partial(budgeted_client, budget=budget, transport=transport),
             )
             adapter = adapter_factory(side_rules.adapter)(settings, context)
             stack.push_async_callback(adapter.aclose)
