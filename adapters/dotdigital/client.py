@@ -1,0 +1,432 @@
+"""A thin typed client for the Dotdigital v2 API: endpoints, HTTP Basic auth, ``select``/``skip`` paging.
+
+It exists so the Dotdigital adapter speaks in methods and wire Structs (``wire.py``) instead of URLs and
+dicts, and so every answer the vendor can give is turned into the engine's error tree in exactly one
+place, ``raise_for``. The client takes an injected ``httpx.AsyncClient`` that carries the base URL and
+the transport (the emulator through ``httpx.ASGITransport`` in tests, the network in production). It
+never retries and never sleeps: it raises ``TransientError`` (with ``retry_after`` when it can tell) and
+the engine decides when to call again. Each call is one request, or for the list calls one request per
+page, so a retry repeats as little as possible. Bulk imports are CSV files sent one per call (see
+``wire.split_for_import``); the ``Import*`` polling is the caller's, at the caller's pace.
+
+Error mapping (``raise_for``):
+
+    2xx .................................. no error
+    401, 403 ............................. PermanentError: fix the API user or the region (says how)
+    408, 429, 5xx ........................ TransientError, retry_after from Retry-After / X-RateLimit-Reset
+    4xx with ERROR_APIUSAGE_EXCEEDED ..... DotdigitalBusy(TransientError), retry_after = FLAT_CAP_WAIT
+    4xx with ERROR_IMPORT_TOOMANYACTIVEIMPORTS  DotdigitalBusy, retry_after = ACTIVE_IMPORTS_WAIT
+    any other status ..................... DotdigitalError(PermanentError) with ``.code`` (ERROR_*, or None);
+                                           e.g. ERROR_IMPORT_REPORT_NOT_FOUND stays permanent: poll
+                                           import_status until terminal first; RECORD_CODES are per row
+    connection error, timeout ............ TransientError (a bad URL scheme or a redirect loop: Permanent)
+    an unparseable 2xx body .............. TransientError (a cut or garbled answer is usually a proxy or
+                                           connection hiccup, and asking again gives a whole one)
+    a 2xx body of the wrong shape ........ PermanentError (valid JSON that does not fit: the API changed)
+"""
+
+from __future__ import annotations
+
+import csv
+import email.utils
+import math
+import re
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, TypeVar
+
+import httpx
+import msgspec
+
+from adapters.dotdigital import wire
+from engine.errors import PermanentError, TransientError
+
+T = TypeVar("T")
+
+PAGE_SIZE = 1000  # v2's largest ``select``
+# The flat scheme caps an account at 2000 calls per rolling hour and does not say when calls free up.
+# A quarter of the window is a choice: a steady sender has freed about a quarter of its budget by then,
+# and a capped run probes only four times an hour instead of wasting calls that would extend the cap.
+FLAT_CAP_WAIT = 900.0
+# At most 25 imports run at once; one usually finishes within a minute (a choice, not a vendor number).
+ACTIVE_IMPORTS_WAIT = 60.0
+MAX_WAIT = 3600.0  # no vendor hint is believed beyond an hour
+# Since-dates: anything before the vendor existed, so "modified since" means "all contacts".
+BEGINNING = datetime(2000, 1, 1, tzinfo=UTC)
+# Codes about one record, not the call: an adapter turns these into RejectedRecord for that row.
+RECORD_CODES = frozenset(
+    {"ERROR_CONTACT_SUPPRESSED", "ERROR_CONTACT_INVALID", "ERROR_CONTACT_NOT_FOUND"}
+    | {"ERROR_DATAFIELD_INVALID_VALUE", "ERROR_CONTACT_TOOMANYDATAFIELDS"}
+)
+_BUSY_CODES = {
+    "ERROR_APIUSAGE_EXCEEDED": FLAT_CAP_WAIT,
+    "ERROR_IMPORT_TOOMANYACTIVEIMPORTS": ACTIVE_IMPORTS_WAIT,
+}
+_CODE = re.compile(r"\bERROR_[A-Z0-9_]+\b")
+_EPOCH = 1e9  # an X-RateLimit-Reset above this is a Unix time, not seconds (a third-party reading)
+
+
+def _user_agent() -> str:
+    try:
+        return f"listsync/{version('listsync')}"
+    except PackageNotFoundError:
+        return "listsync/0+unknown"
+
+
+USER_AGENT = _user_agent()
+
+
+class DotdigitalError(PermanentError):
+    """Dotdigital refused a call for good; ``code`` is v2's ERROR_* code (None when it sent none)."""
+
+    def __init__(self, message: str, *, status: int, code: str | None) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+class DotdigitalBusy(TransientError):
+    """Dotdigital asked us to come back later, in a 4xx with an ERROR_* code rather than a 429."""
+
+    def __init__(self, message: str, *, code: str, retry_after: float) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.code = code
+
+
+# -- the one place answers become errors -----------------------------------------------------------
+def raise_for(response: httpx.Response, *, redact: Iterable[str] = ()) -> None:
+    """Raise the engine error ``response`` stands for; return when it is a success.
+
+    ``redact`` lists secrets (the client passes its password) that must never reach a message, even
+    when a proxy echoes them back in a body.
+    """
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    secrets = [s for s in redact if s]
+    where, said = _where(response), _vendor_message(response)
+    code = _last_code(said)  # before shortening: the code ends the message
+    said = said if len(said) <= 300 else said[:300] + "..."
+
+    def clean(text: str) -> str:
+        for secret in secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    if status == 401:
+        raise PermanentError(clean(
+            f"Dotdigital refused the API user's credentials on {where} (401: {said}). Check the API "
+            "user's email and password under Settings > Access > API users in Dotdigital; an API user "
+            "has its own password, not the login's."
+        ))  # fmt: skip
+    if status == 403:
+        raise PermanentError(clean(
+            f"Dotdigital denied access on {where} (403: {said}). The account may live in another region: "
+            "use the ApiEndpoint that discover_endpoint() finds; otherwise give the API user access to "
+            "this feature."
+        ))  # fmt: skip
+    if status in (408, 429) or status >= 500:
+        wait = _seconds(response.headers.get("Retry-After"))
+        if wait is None and status == 429:
+            wait = _seconds(response.headers.get("X-RateLimit-Reset"), epoch_allowed=True)
+        raise TransientError(clean(f"Dotdigital answered {status} on {where}: {said}"), retry_after=wait)
+    if code is not None and code in _BUSY_CODES:
+        raise DotdigitalBusy(
+            clean(f"Dotdigital asked to slow down on {where} ({status}): {said}"),
+            code=code,
+            retry_after=_BUSY_CODES[code],
+        )
+    raise DotdigitalError(clean(f"Dotdigital refused {where} ({status}): {said}"), status=status, code=code)
+
+
+def _where(response: httpx.Response) -> str:
+    try:
+        request = response.request
+    except RuntimeError:  # a Response built without a request, as in tests
+        return "a call"
+    return f"{request.method} {request.url.path}"
+
+
+def _vendor_message(response: httpx.Response) -> str:
+    """v2's ``{"message": ...}``, a ProblemDetails title/detail, or else the body, on one line."""
+    try:
+        body: Any = msgspec.json.decode(response.content)
+    except msgspec.DecodeError:
+        body = None
+    if isinstance(body, dict):
+        parts = [body.get(k) for k in ("message", "title", "detail")]
+        text = " ".join(p for p in parts if isinstance(p, str))
+    else:
+        text = ""
+    text = text or response.content.decode("utf-8", "replace") or "(no body)"
+    return " ".join(text.split())
+
+
+def _last_code(message: str) -> str | None:
+    codes = _CODE.findall(message)
+    return codes[-1] if codes else None
+
+
+def _seconds(value: str | None, *, epoch_allowed: bool = False) -> float | None:
+    """A wait in seconds from Retry-After (seconds or an HTTP date) or X-RateLimit-Reset; None if unusable."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        wait = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        wait = (when - datetime.now(UTC)).total_seconds()
+    else:
+        if epoch_allowed and wait > _EPOCH:
+            wait -= time.time()
+    return min(max(wait, 0.0), MAX_WAIT) if math.isfinite(wait) else None
+
+
+_DECODERS: dict[object, msgspec.json.Decoder[Any]] = {}
+
+
+def _decode(response: httpx.Response, type_: type[T]) -> T:
+    decoder = _DECODERS.get(type_) or _DECODERS.setdefault(type_, msgspec.json.Decoder(type_))
+    try:
+        decoded: T = decoder.decode(response.content)
+        return decoded
+    except msgspec.ValidationError as wrong:
+        raise PermanentError(
+            f"Dotdigital's answer to {_where(response)} does not have the documented shape ({wrong}); "
+            "the API may have changed: report it with this message."
+        ) from None
+    except msgspec.DecodeError:
+        raise TransientError(
+            f"Dotdigital's answer to {_where(response)} is not valid JSON (cut or garbled on the way, "
+            "most likely by a proxy or a dropped connection); asking again usually gives a whole one."
+        ) from None
+
+
+def _since(when: datetime) -> str:
+    """A path date in UTC, truncated to the second so a window never starts after ``when``."""
+    moment = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class DotdigitalClient:
+    """The Dotdigital v2 endpoints listsync uses, one method each; list calls page lazily."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, *, user: str, password: str, page_size: int = PAGE_SIZE
+    ) -> None:
+        if not 1 <= page_size <= PAGE_SIZE:
+            raise ValueError(f"page_size must be 1 to {PAGE_SIZE}, not {page_size}")
+        self._http = http
+        self._auth = httpx.BasicAuth(user, password)
+        self._password = password
+        self._page_size = page_size
+
+    def __repr__(self) -> str:  # never show the password
+        return f"DotdigitalClient({self._http.base_url!s})"
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(
+                method, path, auth=self._auth, headers={"User-Agent": USER_AGENT}, **kwargs
+            )
+        except (httpx.UnsupportedProtocol, httpx.TooManyRedirects) as wrong:
+            raise PermanentError(
+                f"Dotdigital {method} {path} cannot be reached at {self._http.base_url} "
+                f"({type(wrong).__name__}); check the account's API URL (discover_endpoint() gives it)."
+            ) from None
+        except httpx.RequestError as lost:  # connection, timeout, protocol, garbled content-encoding
+            text = str(lost).replace(self._password, "***") if self._password else str(lost)
+            raise TransientError(
+                f"Dotdigital {method} {path} failed in transit ({type(lost).__name__}: {text})"
+            ) from None
+        raise_for(response, redact=(self._password,))
+        return response
+
+    async def _json(self, type_: type[T], method: str, path: str, **kwargs: Any) -> T:
+        return _decode(await self._call(method, path, **kwargs), type_)
+
+    async def _paged(self, path: str, type_: type[list[T]], **params: Any) -> AsyncIterator[T]:
+        """Every item of a ``select``/``skip`` list, page by page, until a page comes back short."""
+        skip = 0
+        while True:
+            query = {**params, "select": self._page_size, "skip": skip}
+            page = _decode(await self._call("GET", path, params=query), type_)
+            for item in page:
+                yield item
+            # A page longer than asked for means the endpoint ignores select: that was everything.
+            if len(page) != self._page_size:
+                return
+            skip += len(page)
+
+    # -- account ------------------------------------------------------------------------------------
+    async def discover_endpoint(self) -> str:
+        """The account's regional base URL (``ApiEndpoint``); rebase the AsyncClient on it."""
+        info = await self._json(wire.ApiAccountInfo, "GET", "/v2/account-info")
+        endpoint = info.property_value("ApiEndpoint")
+        if not endpoint:
+            raise PermanentError(
+                f"Dotdigital account {info.id} reports no ApiEndpoint; set the account's API URL by hand."
+            )
+        return endpoint.rstrip("/")
+
+    # -- address books ------------------------------------------------------------------------------
+    def address_books(self) -> AsyncIterator[wire.ApiAddressBook]:
+        return self._paged("/v2/address-books", list[wire.ApiAddressBook])
+
+    async def create_address_book(self, name: str, *, visibility: str = "Private") -> wire.ApiAddressBook:
+        """A new address book; a taken or reserved name raises ERROR_ADDRESSBOOK_DUPLICATE."""
+        body = {"name": name, "visibility": visibility}
+        return await self._json(wire.ApiAddressBook, "POST", "/v2/address-books", json=body)
+
+    def address_book_members(
+        self, book_id: int, *, with_full_data: bool = True
+    ) -> AsyncIterator[wire.ApiContact]:
+        return self._paged(
+            f"/v2/address-books/{book_id}/contacts", list[wire.ApiContact], withFullData=with_full_data
+        )
+
+    async def remove_from_address_book(self, book_id: int, contact_ids: Sequence[int]) -> str:
+        """Start a bulk removal of contacts from a book (they stay in the account); returns its job id."""
+        path = f"/v2/address-books/{book_id}/contacts/delete"
+        return (await self._json(wire.ApiBulkContactDeletion, "POST", path, json=list(contact_ids))).id
+
+    async def deletion_status(self, job_id: str) -> str:
+        """``Started``, then ``Completed`` or ``Failed``."""
+        path = f"/v2/contacts/deletion/{job_id}"
+        return (await self._json(wire.ApiBulkContactDeletion, "GET", path)).status
+
+    # -- contacts -----------------------------------------------------------------------------------
+    def contacts(self, *, with_full_data: bool = True) -> AsyncIterator[wire.ApiContact]:
+        """Every contact in the account, suppressed ones included (with their status).
+
+        Read as "modified since 2000": the spec's ``GET /v2/contacts`` is not in the emulator, and the
+        modified-since list carries the same ApiContact with data fields and status.
+        """
+        return self.contacts_modified_since(BEGINNING, with_full_data=with_full_data)
+
+    def contacts_modified_since(
+        self, when: datetime, *, with_full_data: bool = True
+    ) -> AsyncIterator[wire.ApiContact]:
+        path = f"/v2/contacts/modified-since/{_since(when)}"
+        return self._paged(path, list[wire.ApiContact], withFullData=with_full_data)
+
+    def suppressed_since(self, when: datetime) -> AsyncIterator[wire.ApiContactSuppression]:
+        """Account-wide suppressions (unsubscribes, bounces, complaints...) since ``when``."""
+        return self._paged(f"/v2/contacts/suppressed-since/{_since(when)}", list[wire.ApiContactSuppression])
+
+    async def suppress(self, emails: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Suppress contacts account-wide; returns (suppressed emails, emails not found)."""
+        body = [{"email": e} for e in emails]
+        path = "/v2/contacts/suppress-contacts"
+        answer = await self._json(wire.ApiBulkSuppressResponse, "PUT", path, json=body)
+        return [c.email or "" for c in answer.suppressed], [c.email or "" for c in answer.not_found]
+
+    async def unsubscribe(self, email: str) -> wire.ApiContactSuppression:
+        """Unsubscribe ``email`` account-wide (created as unsubscribed when unknown)."""
+        body = {"email": email}
+        return await self._json(wire.ApiContactSuppression, "POST", "/v2/contacts/unsubscribe", json=body)
+
+    async def resubscribe(
+        self, email: str, data_fields: Mapping[str, str], *, challenge: bool = True
+    ) -> wire.ApiResubscribeResult:
+        """Lift an unsubscribe. With ``challenge`` (the default) Dotdigital may email the contact to
+        confirm (status ContactChallenged) rather than resubscribing on our word alone."""
+        path = "/v2/contacts/resubscribe" if challenge else "/v2/contacts/resubscribe-with-no-challenge"
+        pairs = [{"key": k, "value": v} for k, v in data_fields.items()]
+        body = {"unsubscribedContact": {"email": email, "dataFields": pairs}}
+        return await self._json(wire.ApiResubscribeResult, "POST", path, json=body)
+
+    # -- data fields --------------------------------------------------------------------------------
+    async def data_fields(self) -> list[wire.ApiDataField]:
+        """All data fields; v2 does not page this list."""
+        return await self._json(list[wire.ApiDataField], "GET", "/v2/data-fields")
+
+    async def create_data_field(
+        self,
+        name: str,
+        type: str,
+        default: str | int | float | bool | None = None,
+        *,
+        visibility: str = "Private",
+    ) -> wire.ApiDataField:
+        """A new data field (type String, Numeric, Date or Boolean); a taken name raises
+        ERROR_NON_UNIQUE_DATAFIELD."""
+        body = {"name": name, "type": type, "visibility": visibility, "defaultValue": default}
+        return await self._json(wire.ApiDataField, "POST", "/v2/data-fields", json=body)
+
+    # -- bulk imports -------------------------------------------------------------------------------
+    async def import_contacts(
+        self,
+        rows: Sequence[Mapping[str, str]],
+        *,
+        address_book_id: int | None,
+        columns: Sequence[str],
+        max_bytes: int = wire.MAX_IMPORT_BYTES,
+    ) -> str:
+        """Upload ONE import file (rows keyed ``Email`` plus ``columns``); returns the import id.
+
+        Split first with ``wire.split_for_import`` and call once per run: a transient failure then repeats
+        one file, not every file before it. A file over ``max_bytes`` raises ValueError (a caller bug).
+        The upload is multipart field ``file``, as Dotdigital's own Magento client sends it.
+        """
+        payload = wire.import_csv(rows, columns)
+        if len(payload) > max_bytes:
+            raise ValueError(f"import file of {len(payload)} bytes exceeds {max_bytes}; use split_for_import")
+        book = "" if address_book_id is None else f"/address-books/{address_book_id}"
+        files = {"file": ("contacts.csv", payload, "text/csv")}
+        return (await self._json(wire.ApiImport, "POST", f"/v2{book}/contacts/import", files=files)).id
+
+    async def import_status(self, import_id: str) -> str:
+        """``NotFinished`` while running; then Finished, Failed, RejectedByWatchdog, InvalidFileFormat..."""
+        return (await self._json(wire.ApiImport, "GET", f"/v2/contacts/import/{import_id}")).status
+
+    async def import_report(self, import_id: str) -> wire.ApiImportReport:
+        """The counts of a finished import (before it finishes: ERROR_IMPORT_REPORT_NOT_FOUND)."""
+        return await self._json(wire.ApiImportReport, "GET", f"/v2/contacts/import/{import_id}/report")
+
+    async def import_faults(self, import_id: str) -> list[dict[str, str]]:
+        """The rows an import rejected, from its CSV report: ``Reason``, ``email``, then the data fields."""
+        response = await self._call("GET", f"/v2/contacts/import/{import_id}/report-faults")
+        try:
+            return wire.read_faults(response.content)
+        except (UnicodeDecodeError, csv.Error):
+            raise TransientError(
+                f"Dotdigital's fault report for import {import_id} is not readable UTF-8 CSV "
+                "(garbled on the way, most likely); asking again usually gives a whole one."
+            ) from None
+
+    # -- campaigns ----------------------------------------------------------------------------------
+    def campaigns_with_activity_since(self, when: datetime) -> AsyncIterator[wire.ApiCampaign]:
+        return self._paged(f"/v2/campaigns/with-activity-since/{_since(when)}", list[wire.ApiCampaign])
+
+    def campaign_activities(
+        self, campaign_id: int, since: datetime | None = None
+    ) -> AsyncIterator[wire.ApiCampaignContactSummary]:
+        """Per-recipient activity, with the hardBounced/softBounced/unsubscribed flags."""
+        return self._paged(
+            _campaign_path(campaign_id, "activities", since), list[wire.ApiCampaignContactSummary]
+        )
+
+    def campaign_opens(
+        self, campaign_id: int, since: datetime | None = None
+    ) -> AsyncIterator[wire.ApiCampaignOpen]:
+        return self._paged(_campaign_path(campaign_id, "opens", since), list[wire.ApiCampaignOpen])
+
+    def campaign_clicks(
+        self, campaign_id: int, since: datetime | None = None
+    ) -> AsyncIterator[wire.ApiCampaignClick]:
+        return self._paged(_campaign_path(campaign_id, "clicks", since), list[wire.ApiCampaignClick])
+
+    async def campaign_summary(self, campaign_id: int) -> wire.ApiCampaignSummary:
+        return await self._json(wire.ApiCampaignSummary, "GET", f"/v2/campaigns/{campaign_id}/summary")
+
+
+def _campaign_path(campaign_id: int, feed: str, since: datetime | None) -> str:
+    path = f"/v2/campaigns/{campaign_id}/{feed}"
+    return path if since is None else f"{path}/since-date/{_since(since)}"
