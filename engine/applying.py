@@ -120,7 +120,7 @@ async def _run_batch(
     outcomes = list(await with_retries(lambda: adapter.write(kind, wire)))
     if len(outcomes) != len(batch):
         raise PermanentError(f"adapter {adapter.name} answered {len(outcomes)} outcomes for {len(batch)} ops")
-    outcomes = await _settle_jobs(sync, side, adapter, batch, outcomes)
+    outcomes = await _settle_jobs(sync, side, adapter, wire, outcomes)
     for op, outcome in zip(batch, outcomes, strict=True):
         key = op.email or op.list or op.field or ""
         if outcome.job is not None:
@@ -142,15 +142,18 @@ async def _run_batch(
 async def _settle_jobs(
     sync: Sync, side: Side, adapter: Adapter, batch: Sequence[Op], outcomes: list[Outcome]
 ) -> list[Outcome]:
-    """Replace outcomes that are pending in vendor jobs by the jobs' final outcomes."""
+    """Replace outcomes that are pending in vendor jobs by the jobs' final outcomes.
+
+    `batch` is the ops as the adapter was given them; each job is stored with its own before the
+    first poll, so a crash while it runs leaves it recorded, never to be submitted again."""
     jobs: dict[str, list[int]] = {}
     for index, outcome in enumerate(outcomes):
         if outcome.job is not None:
             jobs.setdefault(outcome.job, []).append(index)
     for job, indexes in jobs.items():
-        payload = msgspec.msgpack.encode([batch[i] for i in indexes])
-        job_id = await sync.store.add_job(sync.name, side, job, batch[0].kind, payload)
-        final = await _poll(sync, adapter, job, job_id, len(indexes))
+        ops = [batch[i] for i in indexes]
+        job_id = await sync.store.add_job(sync.name, side, job, batch[0].kind, msgspec.msgpack.encode(ops))
+        final = await _poll(sync, adapter, job, job_id, ops)
         if final is None:
             continue  # still running at the deadline: left pending, tracked in the store
         for position, index in enumerate(indexes):
@@ -160,17 +163,19 @@ async def _settle_jobs(
     return outcomes
 
 
-async def _poll(sync: Sync, adapter: Adapter, job: str, job_id: int, rows: int) -> Sequence[Outcome] | None:
+async def _poll(
+    sync: Sync, adapter: Adapter, job: str, job_id: int, ops: Sequence[Op]
+) -> Sequence[Outcome] | None:
     delay = POLL_FIRST
     with anyio.move_on_after(JOB_TIMEOUT):
         while True:
-            status = await with_retries(lambda: adapter.poll(job))
+            status = await with_retries(lambda: adapter.poll(job, ops))
             await sync.store.update_job(job_id, status.state, status.terminal, status.detail)
             if status.terminal:
                 if status.outcomes:
                     return status.outcomes
                 failed = Outcome(False, f"job {job} ended {status.state}: {status.detail or 'no detail'}")
-                return [failed] * rows
+                return [failed] * len(ops)
             await anyio.sleep(delay)
             delay = min(delay * 2, POLL_MAX)
     await sync.store.update_job(job_id, "timed_out", True, f"not finished after {JOB_TIMEOUT:.0f}s")

@@ -3,8 +3,9 @@
 An adapter translates; it never decides policy. It reads a `Snapshot` of its side and executes
 batches of plan ops of the kinds it supports, reporting an `Outcome` per op. A write the vendor
 finishes later (a bulk import) comes back as an outcome carrying a job id; the engine stores the
-job and polls it with `poll` until it reaches a terminal state. Every vendor call an adapter makes
-goes through `AdapterContext.budget`, the token bucket shared by everything using that account.
+job with its ops and polls it with `poll` until it reaches a terminal state. Every vendor call an
+adapter makes goes through `AdapterContext.budget`, the token bucket shared by everything using that
+account.
 
 Snapshots are lazy for speed: they carry each row's raw payload and a decoder. The engine decodes
 only rows whose fingerprint differs from the one it stored when it last confirmed that record,
@@ -133,8 +134,11 @@ class Adapter(Protocol):
         """Execute one batch of ops of one kind; one outcome per op, in order."""
         ...
 
-    async def poll(self, job: str) -> JobStatus:
-        """The state of a job an earlier `write` submitted."""
+    async def poll(self, job: str, ops: Sequence[Op]) -> JobStatus:
+        """The state of a job an earlier `write` submitted, with `ops` the ops it carried, in the
+        order they were written; a terminal status has one outcome per op, in that order. The
+        engine keeps the ops with the job, so an adapter holds no job state and a job submitted
+        before a crash can be polled to its end after a restart."""
         ...
 
     async def flush(self) -> None:

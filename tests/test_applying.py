@@ -60,8 +60,9 @@ class Faulty:
             return [Outcome(True, job=job)] * len(ops)
         return outcomes
 
-    async def poll(self, job: str) -> JobStatus:
+    async def poll(self, job: str, ops: Sequence[Op]) -> JobStatus:
         polls, outcomes = self.jobs[job]
+        assert len(ops) == len(outcomes)  # the engine hands back the ops the job carried
         self.jobs[job] = (polls + 1, outcomes)
         if polls + 1 < self.polls_to_finish:
             return JobStatus("NotFinished", False)

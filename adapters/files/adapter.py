@@ -181,7 +181,7 @@ class FilesAdapter:
         self._dirty = True
         return Outcome(True, fingerprint=jsonl.fingerprint(line))
 
-    async def poll(self, job: str) -> JobStatus:
+    async def poll(self, job: str, ops: Sequence[Op]) -> JobStatus:
         return JobStatus("unknown", True, detail="the files adapter runs no jobs")
 
     async def flush(self) -> None:
