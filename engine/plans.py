@@ -94,7 +94,8 @@ class Plan(Struct, frozen=True, omit_defaults=True):
     # email -> the record both sides agree on once every op for it is confirmed; None forgets it.
     targets: dict[str, Record | None] = {}
     # email -> (crm, esp) row fingerprints to store with the target: None when the row will not hold
-    # it, -1 (reconciling.WRITTEN) to take the fingerprint of the row the apply writes.
+    # it, reconciling.WRITTEN (2**63, outside the fingerprints' range) to take the fingerprint of
+    # the row the apply writes.
     fingerprints: dict[str, tuple[int | None, int | None]] = {}
     safety_stops: tuple[str, ...] = ()
     rejections: tuple[tuple[str, str, str], ...] = ()

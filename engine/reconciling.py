@@ -1,8 +1,8 @@
 """From two side views and the base to a plan: the pure middle of planning.
 
 Gathers the contacts that may need work (changed or deleted on either side), runs the three-way
-diff on each, adds the account-level ops (lists and fields to create, within the account's limits),
-and applies the safety thresholds. No I/O: `engine.planning` feeds it and saves nothing.
+diff on each, and adds the account-level ops (lists and fields to create, within the account's
+limits). No I/O: `engine.planning` feeds it, applies the safety thresholds and saves nothing.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ BaseRow = tuple[Record | None, int | None, int | None]
 _NO_BASE: BaseRow = (None, None, None)
 
 # In `Plan.fingerprints`: the side will be written and will then hold the target, so the apply
-# stores the fingerprint the adapter reports for the written row.
-WRITTEN = -1
+# stores the fingerprint the adapter reports for the written row. Fingerprints are signed 64-bit,
+# so this value, just past their range, can never be one.
+WRITTEN = 1 << 63
 
 
 @dataclass

@@ -155,3 +155,14 @@ async def test_a_crash_before_the_commit_replays_safely_and_keeps_opt_outs(
     assert world.read("esp.jsonl")["p1@example.com"]["opted_out"] is True
     assert world.read("crm.jsonl")["p2@example.com"]["opted_out"] is True
     assert (await world.plan()).targets == {}
+
+
+def test_a_fingerprint_of_minus_one_is_stored_as_it_is() -> None:
+    """-1 is a valid signed 64-bit fingerprint; it once doubled as the 'take the written row' mark."""
+    from engine.applying import _Progress, _stored_fp
+    from engine.reconciling import WRITTEN
+
+    progress = _Progress(written={("a@example.com", "esp"): 42})
+    assert _stored_fp(-1, progress, "a@example.com", "esp") == -1
+    assert _stored_fp(WRITTEN, progress, "a@example.com", "esp") == 42
+    assert _stored_fp(WRITTEN, progress, "a@example.com", "crm") is None
