@@ -157,7 +157,7 @@ async def test_a_crash_before_the_commit_replays_safely_and_keeps_opt_outs(
     assert (await world.plan()).targets == {}
 
 
-def test_a_fingerprint_of_minus_one_is_stored_as_it_is() -> None:
+async def test_a_fingerprint_of_minus_one_is_stored_as_it_is() -> None:
     """-1 is a valid signed 64-bit fingerprint; it once doubled as the 'take the written row' mark."""
     from engine.applying import _Progress, _stored_fp
     from engine.reconciling import WRITTEN
