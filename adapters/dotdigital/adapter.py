@@ -1,0 +1,373 @@
+"""The Dotdigital adapter: the ESP side of a sync, on the typed v2 client (``client.py``).
+
+Why it looks the way it does:
+
+- Reads are whole-account or "modified since": v2 has no cheap way to read one contact's books, so every
+  snapshot reads all address books' members (ids only, 1,000 a call) to put each contact's lists in its
+  row, and a row's bytes are the same whether a full or an incremental read produced it (``rows.py``).
+- Contact writes are bulk CSV imports, which Dotdigital finishes later: ``upsert_contact`` and
+  ``add_member`` answer ``Outcome(job=<import id>)`` and ``poll`` turns the import's fault report into one
+  outcome per op. Removals are bulk deletion jobs (``deletion:<id>``). Lists, fields, opt-outs and
+  resubscribes are direct calls that answer at once.
+- The adapter keeps no job state: ``poll`` gets the job's ops from the engine, which stores them with the
+  job, so a job submitted before a crash is polled to its end after a restart.
+- Cursors are the local UTC time at the START of a read, used with a five-minute overlap against clock
+  skew; re-reading a few rows costs nothing because unchanged rows fingerprint the same.
+- ``version`` hashes the address books (with member counts), the data fields, and the contacts and
+  suppressions modified since the start of the current UTC day. Limits: a change that leaves every one
+  of those the same (a contact moved from one book to another of the same size on the same call, with
+  no other change) is not seen; and the token changes at midnight UTC with no data change, which makes a
+  saved plan kept over midnight refused as stale (a safe failure).
+- A field cannot be cleared through an import (an empty cell leaves the value alone), so an upsert that
+  clears a field is rejected with that reason rather than reported done and silently not applied.
+- A resubscribe the engine asks for goes through ``resubscribe-with-no-challenge``: the engine only asks
+  when the rules allow it and the suppression reason permits it, and a challenge would leave the op
+  pending, planned again and re-challenged on every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import httpx
+import msgspec
+import xxhash
+
+from adapters.dotdigital import rows, wire
+from adapters.dotdigital.client import BEGINNING, DotdigitalClient, DotdigitalError
+from engine.contract import AdapterContext, Capabilities, JobStatus, Outcome, Snapshot
+from engine.errors import PermanentError
+from engine.plans import Op, OpKind
+from engine.ruleset import FieldType, SecretRef, Side
+
+WRITES = frozenset(
+    {"create_list", "create_field", "opt_out_esp", "remove_member", "upsert_contact", "add_member"}
+)
+ROWS_PER_IMPORT = 10_000  # engine batch size; each batch is then cut to max_import_bytes per file
+SUPPRESS_CHUNK = 1_000  # emails per bulk suppress call: a choice, v2 publishes no limit
+CURSOR_OVERLAP = timedelta(minutes=5)
+RESERVED_BOOKS = frozenset({"Test", "All Contacts"})
+DELETION = "deletion:"
+_ENCODER = msgspec.json.Encoder(order="deterministic")
+
+
+class DotdigitalSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``[esp.settings]`` for ``adapter = "dotdigital"``."""
+
+    api_user: str
+    password: SecretRef
+    endpoint: str = "https://r1-api.dotdigital.com"
+    max_import_bytes: int = wire.MAX_IMPORT_BYTES
+    address_book_limit: int = 100  # professional tier; 1,000 on enterprise
+    list_visibility: str = "Private"
+
+
+class DotdigitalAdapter:
+    """One Dotdigital account as the ESP side of a sync."""
+
+    name: ClassVar[str] = "dotdigital"
+    settings_type: ClassVar[type[msgspec.Struct]] = DotdigitalSettings
+
+    def __init__(self, settings: DotdigitalSettings | Any, context: AdapterContext) -> None:
+        self._settings = _settings(settings)
+        self._context = context
+        self._http: list[httpx.AsyncClient] = []
+        self._client: DotdigitalClient | None = None
+        self._opening = asyncio.Lock()
+        self._books: dict[str, int] = {}  # address book name -> id
+        self._ids: dict[str, int] = {}  # lower-cased email -> contact id
+
+    @classmethod
+    def capabilities(cls, settings: Any, side: Side) -> Capabilities:
+        return Capabilities(
+            max_batch=ROWS_PER_IMPORT,
+            max_list_name=128,
+            reserved_list_names=RESERVED_BOOKS,
+            field_name_max=20,
+            field_name_pattern=r"^[A-Za-z0-9_-]{1,20}$",
+            field_limits={"text": 246, "numeric": 50, "date": 50, "boolean": 50},
+            max_lists=_settings(settings).address_book_limit,
+            calls=2000,
+            period_seconds=3600,
+            writes=WRITES,
+        )
+
+    async def _api(self) -> DotdigitalClient:
+        """The client, opened on first use on the account's discovered regional endpoint."""
+        async with self._opening:
+            if self._client is None:
+                self._client = await self._open()
+            return self._client
+
+    async def _open(self) -> DotdigitalClient:
+        factory = self._context.http
+        if factory is None:
+            raise PermanentError("the Dotdigital adapter needs an HTTP client factory (AdapterContext.http)")
+        password = self._context.secret(self._settings.password)
+        configured = self._settings.endpoint.rstrip("/")
+        http = factory(configured)
+        self._http.append(http)
+        client = DotdigitalClient(http, user=self._settings.api_user, password=password)
+        endpoint = await client.discover_endpoint()
+        if endpoint == configured:
+            return client
+        regional = factory(endpoint)
+        self._http.append(regional)
+        self._http.remove(http)
+        await http.aclose()
+        return DotdigitalClient(regional, user=self._settings.api_user, password=password)
+
+    # -- reading ------------------------------------------------------------------------------------
+    async def snapshot(self, cursor: str | None = None) -> Snapshot:
+        api = await self._api()
+        started = datetime.now(UTC)
+        since = _parse_cursor(cursor)
+        version = await self.version()
+        books = [book async for book in api.address_books()]
+        self._books = {book.name: book.id for book in books}
+        lists_of: dict[int, set[str]] = {}
+        for book in books:
+            async for member in api.address_book_members(book.id, with_full_data=False):
+                lists_of.setdefault(member.id, set()).add(book.name)
+        fields: dict[str, FieldType] = {
+            f.name: rows.FIELD_TYPES.get(f.type, "text") for f in await api.data_fields()
+        }
+        window = BEGINNING if since is None else since - CURSOR_OVERLAP
+        suppressions = {s.suppressed_contact.id: s async for s in api.suppressed_since(window)}
+        contacts = api.contacts() if since is None else api.contacts_modified_since(window)
+        if since is None:
+            self._ids = {}
+        payloads: list[bytes] = []
+        seen: set[int] = set()
+        async for contact in contacts:
+            seen.add(contact.id)
+            self._ids[contact.email.lower()] = contact.id
+            entry = suppressions.get(contact.id)
+            reason = None if entry is None else entry.reason
+            payloads.append(rows.encode_contact(contact, reason, lists_of.get(contact.id, set())))
+        if since is None:
+            # A suppressed contact the contact list left out still must not lose its opt-out. (In an
+            # incremental read it is left to the next full one: its data fields cannot be read alone.)
+            for entry in suppressions.values():
+                gone = entry.suppressed_contact
+                if gone.id not in seen:
+                    payloads.append(rows.encode_contact(gone, entry.reason, lists_of.get(gone.id, set())))
+        return Snapshot(
+            complete=since is None,
+            version=version,
+            payloads=payloads,
+            decode=rows.decode,
+            lists={name: str(book_id) for name, book_id in self._books.items()},
+            fields=fields,
+            cursor=started.isoformat(),
+        )
+
+    async def version(self) -> str:
+        """Hash of books (with counts), fields, and today's modified contacts and suppressions."""
+        api = await self._api()
+        anchor = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        books = sorted([(b.id, b.name, b.contacts) async for b in api.address_books()])
+        fields = sorted((f.name, f.type) for f in await api.data_fields())
+        contacts = sorted([c async for c in api.contacts_modified_since(anchor)], key=lambda c: c.id)
+        suppressed = sorted([(s.suppressed_contact.id, s.reason) async for s in api.suppressed_since(anchor)])
+        blob = _ENCODER.encode([books, fields, contacts, suppressed])
+        return f"{anchor:%Y-%m-%d}:{xxhash.xxh3_64_hexdigest(blob)}"
+
+    # -- writing ------------------------------------------------------------------------------------
+    async def write(self, kind: OpKind, ops: Sequence[Op]) -> Sequence[Outcome]:
+        if kind not in WRITES:
+            return [Outcome(False, f"Dotdigital does not {kind.replace('_', ' ')}: not an ESP op")] * len(ops)
+        api = await self._api()
+        try:
+            if kind == "create_list":
+                return [await self._create_list(api, op) for op in ops]
+            if kind == "create_field":
+                return [await self._create_field(api, op) for op in ops]
+            if kind == "opt_out_esp":
+                return await self._opt_out(api, ops)
+            if kind == "remove_member":
+                return await self._remove_members(api, ops)
+            return await self._import_ops(api, kind, ops)
+        except DotdigitalError as refused:
+            return [Outcome(False, str(refused))] * len(ops)
+
+    async def _create_list(self, api: DotdigitalClient, op: Op) -> Outcome:
+        name = (op.list or "").strip()
+        if not name or name.casefold() in {r.casefold() for r in RESERVED_BOOKS}:
+            return Outcome(False, f"{name!r} cannot be an address book name in Dotdigital")
+        try:
+            book = await api.create_address_book(name, visibility=self._settings.list_visibility)
+        except DotdigitalError as refused:
+            exists = refused.code == "ERROR_ADDRESSBOOK_DUPLICATE" and await self._book_id(name, refresh=True)
+            return Outcome(True) if exists else Outcome(False, str(refused))
+        self._books[book.name] = book.id
+        return Outcome(True)
+
+    async def _create_field(self, api: DotdigitalClient, op: Op) -> Outcome:
+        wanted = rows.VENDOR_TYPES.get(op.field_type or "text")
+        if not op.field or wanted is None:
+            return Outcome(False, f"cannot create data field {op.field!r} of type {op.field_type!r}")
+        try:
+            await api.create_data_field(op.field, wanted)
+        except DotdigitalError as refused:
+            if refused.code != "ERROR_NON_UNIQUE_DATAFIELD":
+                return Outcome(False, str(refused))
+            existing = {f.name.upper(): f.type for f in await api.data_fields()}
+            have = existing.get(op.field.upper(), wanted)
+            if have != wanted:
+                return Outcome(False, f"data field {op.field} already exists as {have}, not {wanted}")
+        return Outcome(True)
+
+    async def _opt_out(self, api: DotdigitalClient, ops: Sequence[Op]) -> list[Outcome]:
+        """Bulk suppress; an address Dotdigital does not know is unsubscribed instead, which creates it."""
+        emails = [op.email for op in ops if op.email]
+        missing: set[str] = set()
+        for start in range(0, len(emails), SUPPRESS_CHUNK):
+            _, not_found = await api.suppress(emails[start : start + SUPPRESS_CHUNK])
+            missing.update(email.lower() for email in not_found)
+        outcomes = []
+        for op in ops:
+            if not op.email:
+                outcomes.append(Outcome(False, "an opt-out without an email"))
+                continue
+            if op.email.lower() in missing:
+                try:
+                    await api.unsubscribe(op.email)
+                except DotdigitalError as refused:
+                    outcomes.append(Outcome(False, str(refused)))
+                    continue
+            outcomes.append(Outcome(True))
+        return outcomes
+
+    async def _import_ops(self, api: DotdigitalClient, kind: OpKind, ops: Sequence[Op]) -> list[Outcome]:
+        """upsert_contact: one import without a book; add_member: one import per address book."""
+        outcomes: list[Outcome | None] = [None] * len(ops)
+        groups: dict[str | None, list[int]] = {}
+        for index, op in enumerate(ops):
+            refusal = rows.refusal(kind, op)
+            if refusal is not None:
+                outcomes[index] = Outcome(False, refusal)
+            elif kind == "upsert_contact" and "opted_out" in op.changes:
+                outcomes[index] = await self._resubscribe(api, op)
+            else:
+                groups.setdefault(op.list if kind == "add_member" else None, []).append(index)
+        for name, indexes in groups.items():
+            book = None if name is None else await self._book_id(name)
+            if name is not None and book is None:
+                for index in indexes:
+                    outcomes[index] = Outcome(False, f"no address book named {name!r} (create_list first)")
+                continue
+            lines = [rows.import_row(ops[index]) for index in indexes]
+            columns = sorted({column for line in lines for column in line} - {wire.EMAIL_COLUMN})
+            position = 0
+            for run in wire.split_for_import(lines, columns, max_bytes=self._settings.max_import_bytes):
+                members = indexes[position : position + len(run)]
+                position += len(run)
+                try:
+                    job = await api.import_contacts(
+                        run, address_book_id=book, columns=columns, max_bytes=self._settings.max_import_bytes
+                    )
+                except ValueError as too_big:
+                    for index in members:
+                        outcomes[index] = Outcome(False, f"the contact's import row is too large: {too_big}")
+                    continue
+                for index in members:
+                    outcomes[index] = Outcome(True, job=job)
+        return [outcome or Outcome(False, "not submitted") for outcome in outcomes]
+
+    async def _resubscribe(self, api: DotdigitalClient, op: Op) -> Outcome:
+        data = {name: rows.cell(change.new) for name, change in op.changes.items() if name != "opted_out"}
+        try:
+            result = await api.resubscribe(str(op.email), data, challenge=False)
+        except DotdigitalError as refused:
+            return Outcome(False, str(refused))
+        if result.status == "ContactAdded":
+            return Outcome(True)
+        return Outcome(False, f"Dotdigital did not resubscribe the contact ({result.status})")
+
+    async def _remove_members(self, api: DotdigitalClient, ops: Sequence[Op]) -> list[Outcome]:
+        outcomes: list[Outcome] = [Outcome(True)] * len(ops)
+        groups: dict[str, list[int]] = {}
+        for index, op in enumerate(ops):
+            if not op.email or not op.list:
+                outcomes[index] = Outcome(False, "a remove_member op needs an email and a list")
+            else:
+                groups.setdefault(op.list, []).append(index)
+        for name, indexes in groups.items():
+            book = await self._book_id(name)
+            if book is None:
+                continue  # no such book: nobody is a member of it, which is what the op asks for
+            if any(str(ops[i].email).lower() not in self._ids for i in indexes):
+                async for member in api.address_book_members(book, with_full_data=False):
+                    self._ids[member.email.lower()] = member.id
+            found = [i for i in indexes if str(ops[i].email).lower() in self._ids]
+            if not found:
+                continue  # not in the account: not a member either
+            ids = sorted({self._ids[str(ops[i].email).lower()] for i in found})
+            job = DELETION + await api.remove_from_address_book(book, ids)
+            for index in found:
+                outcomes[index] = Outcome(True, job=job)
+        return outcomes
+
+    async def _book_id(self, name: str, *, refresh: bool = False) -> int | None:
+        """An address book's id by name (case-insensitive, as Dotdigital's names are unique that way)."""
+        if refresh or name not in self._books:
+            self._books = {book.name: book.id async for book in (await self._api()).address_books()}
+        if name in self._books:
+            return self._books[name]
+        folded = name.casefold()
+        return next((i for n, i in self._books.items() if n.casefold() == folded), None)
+
+    # -- jobs ---------------------------------------------------------------------------------------
+    async def poll(self, job: str, ops: Sequence[Op]) -> JobStatus:
+        """A job's state; once terminal, one outcome per op of ``ops`` (the job's, in written order)."""
+        api = await self._api()
+        deletion = job.startswith(DELETION)
+        if deletion:
+            state = await api.deletion_status(job.removeprefix(DELETION))
+            running, success = state == "Started", state == "Completed"
+        else:
+            state = await api.import_status(job)
+            running, success = state == "NotFinished", state == "Finished"
+        if running:
+            return JobStatus(state, False)
+        if not success:
+            return JobStatus(state, True, tuple(Outcome(False, state) for _ in ops), detail=state)
+        faults: dict[str, str] = {}
+        if not deletion:
+            for row in await api.import_faults(job):
+                email, reason = rows.column(row, "email"), rows.column(row, "reason")
+                if email:
+                    faults.setdefault(email.strip().lower(), reason or "rejected by the import")
+        emails = [str(op.email).lower() for op in ops]
+        return JobStatus(
+            state, True, tuple(Outcome(False, faults[e]) if e in faults else Outcome(True) for e in emails)
+        )
+
+    async def flush(self) -> None:
+        """Nothing to do: every write Dotdigital accepted is already durable on its side."""
+
+    async def aclose(self) -> None:
+        clients, self._http, self._client = self._http, [], None
+        for http in clients:
+            await http.aclose()
+
+
+def _settings(settings: Any) -> DotdigitalSettings:
+    if isinstance(settings, DotdigitalSettings):
+        return settings
+    return msgspec.convert(settings, DotdigitalSettings)
+
+
+def _parse_cursor(cursor: str | None) -> datetime | None:
+    """The time a cursor names; an unreadable cursor means a full read, which is always safe."""
+    if cursor is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(cursor)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,463 @@
+"""The Workbooks CRM adapter: people and sales leads in, opt-outs, flags, field updates and activities out.
+
+Workbooks is the CRM side of a sync. The adapter reads people, sales leads, their campaign
+memberships and the campaigns through the typed client (`adapters.workbooks.client`; it never speaks
+HTTP itself) and writes back only what a CRM takes from an ESP: opt-outs, the undeliverable flag,
+mapped field values and online activities. It never creates or deletes people, leads or campaigns:
+those are the CRM users' records. Row translation lives in `adapters.workbooks.rows`.
+Decisions:
+- Incremental snapshots follow the reference's delta pattern (§8): `updated_at >= cursor`
+  (equal timestamps are re-read, never missed), tombstones included. The cursor is the newest
+  `updated_at` seen, ISO 8601. A person or lead whose membership changed is re-read by id, and every
+  changed record's memberships are re-read whole, so each row carries all its memberships.
+- A deleted record is reported in `Snapshot.deleted` by email, unless another live person or lead
+  still has that email. An email changed on a record is not seen as a deletion of the old one: full
+  snapshots (on the engine's schedule) settle that.
+- `version()` is the newest (`updated_at`, `id`, `lock_version`) and the row count, tombstones
+  included, of people, leads, memberships and campaigns: four one-row reads. Two edits in the same
+  second of different records can leave it unchanged (`updated_at` has one-second resolution).
+- Writes find records through the last snapshot's email index, or a filtered read by email. An op
+  applies to every record with that email, of the op's record kind when there are any (an opt-out
+  must reach every duplicate). A stale `lock_version` reloads the record's version and retries once.
+- Workbooks publishes no rate-limit numbers (reference §8), so `Capabilities.calls` is left None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Annotated, Any, ClassVar
+
+import httpx
+import msgspec
+import xxhash
+
+from adapters.workbooks import rows
+from adapters.workbooks.client import Filter, WorkbooksClient
+from adapters.workbooks.rows import KINDS, LEAD, PERSON, Kind
+from adapters.workbooks.wire import MAX_BATCH, Value, WriteObject, WriteResult
+from engine.contract import AdapterContext, Capabilities, JobStatus, Outcome, Snapshot
+from engine.errors import ListsyncError
+from engine.http import budgeted_client
+from engine.plans import Op, OpKind
+from engine.records import Campaign
+from engine.ruleset import SecretRef, Side
+
+WRITES: frozenset[str] = frozenset({"opt_out_crm", "update_crm", "mark_undeliverable_crm", "record_activity"})
+CHUNK = 50  # ids or emails per filtered read
+
+
+class WorkbooksSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``[crm.settings]`` for ``adapter = "workbooks"``: give `api_key`, or `username` and `password`.
+
+    `columns` limits what is read of people and leads (None: every column the metadata offers).
+    `campaign_fields` are offered to list-name templates; those the database lacks are left out.
+    """
+
+    base_url: str = "https://secure.workbooks.com"
+    api_key: SecretRef | None = None
+    username: str | None = None
+    password: SecretRef | None = None
+    page_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    undeliverable_field: str = "email_address_undeliverable"
+    campaign_fields: list[str] = msgspec.field(default_factory=lambda: [rows.PUBLIC_NAME])
+    columns: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        session = self.username is not None or self.password is not None
+        if self.api_key is not None and session:
+            raise ValueError("give either `api_key`, or `username` and `password`, not both")
+        if self.api_key is None and (self.username is None or self.password is None):
+            raise ValueError("Workbooks needs `api_key`, or both `username` and `password`")
+
+
+@dataclass
+class _Ref:
+    """One person or lead a write may target, with the lock version last seen."""
+
+    kind: Kind
+    id: int
+    lock_version: int
+
+
+class WorkbooksAdapter:
+    """The CRM side of a sync, on one Workbooks database."""
+
+    name: ClassVar[str] = "workbooks"
+    settings_type: ClassVar[type[msgspec.Struct]] = WorkbooksSettings
+
+    def __init__(self, settings: WorkbooksSettings, context: AdapterContext) -> None:
+        self._settings = _settings(settings)
+        self._context = context
+        self._http: httpx.AsyncClient | None = None
+        self._client: WorkbooksClient | None = None
+        self._columns: dict[str, list[str]] | None = None
+        self._campaign_columns: list[str] | None = None
+        self._campaigns: list[Campaign] | None = None
+        self._refs: dict[str, dict[tuple[str, int], _Ref]] = {}  # email -> records with it
+        self._emails: dict[tuple[str, int], str] = {}  # (kind, id) -> the email it is indexed under
+
+    @classmethod
+    def capabilities(cls, settings: Any, side: Side) -> Capabilities:
+        chosen = _settings(settings)
+        lengths = {"key": 20, "name": 255} | {name: 255 for name in chosen.campaign_fields}
+        writes = WRITES if side == "crm" else frozenset()
+        return Capabilities(max_batch=MAX_BATCH, campaign_field_lengths=lengths, writes=writes)
+
+    async def __aenter__(self) -> WorkbooksAdapter:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def _api(self) -> WorkbooksClient:
+        if self._client is None:
+            settings, secret = self._settings, self._context.secret
+            api_key = secret(settings.api_key) if settings.api_key is not None else None
+            password = secret(settings.password) if settings.password is not None else None
+            make = self._context.http
+            http = (
+                make(settings.base_url) if make else budgeted_client(settings.base_url, self._context.budget)
+            )
+            if api_key is not None:
+                self._client = WorkbooksClient(http, api_key=api_key)
+            else:
+                self._client = WorkbooksClient(http, username=settings.username, password=password)
+            self._http = http
+        return self._client
+
+    # -- reads --
+    async def snapshot(self, cursor: str | None = None) -> Snapshot:
+        version = await self.version()  # before reading: a change during the read moves it
+        since = datetime.fromisoformat(cursor) if cursor else None
+        columns = await self._read_columns()
+        self._campaigns = await self._read_campaigns()
+        api, newest = self._api(), since
+        changed: dict[str, dict[int, dict[str, Any]]] = {kind.name: {} for kind in KINDS}
+        for kind in KINDS:
+            async for record in api.changed_since(kind.controller, since, columns[kind.controller]):
+                changed[kind.name][record["id"]] = record
+                newest = rows.newer(newest, record)
+        members: list[dict[str, Any]] = []
+        async for member in api.memberships_since(since, rows.MEMBER_COLUMNS):
+            newest = rows.newer(newest, member)
+            members.append(member)
+        if since is not None:
+            members = await self._delta_members(changed, members, columns)
+        else:
+            self._refs, self._emails = {}, {}
+        memberships = rows.memberships(members)
+        payloads, deleted = [], []
+        for kind in KINDS:
+            for record in changed[kind.name].values():
+                if record.get("is_deleted"):
+                    self._forget(kind, record["id"])
+                    email = rows.email_of(kind, record)
+                    if since is not None and email is not None:
+                        deleted.append(email)
+                    continue
+                self._remember(kind, record)
+                party = memberships.get((kind.class_name, record["id"]), {})
+                payload = rows.encode_row(kind, record, party, self._settings.undeliverable_field)
+                if payload is not None:
+                    payloads.append(payload)
+        return Snapshot(
+            complete=since is None,
+            version=version,
+            payloads=payloads,
+            decode=rows.decode,
+            deleted=await self._gone(deleted),
+            campaigns=self._campaigns,
+            cursor=newest.isoformat() if newest is not None else cursor,
+        )
+
+    async def _delta_members(
+        self,
+        changed: dict[str, dict[int, dict[str, Any]]],
+        members: Sequence[dict[str, Any]],
+        columns: dict[str, list[str]],
+    ) -> list[dict[str, Any]]:
+        """Complete a delta: read the records of changed memberships, then all memberships of each."""
+        touched: dict[str, set[int]] = {kind.name: set() for kind in KINDS}
+        for member in members:
+            party = rows.party_of(member)
+            if party is not None:
+                touched[party[0].name].add(party[1])
+        complete: list[dict[str, Any]] = []
+        for kind in KINDS:
+            found = changed[kind.name]
+            missing = sorted(touched[kind.name] - set(found))
+            async for record in self._by_ids(kind.controller, missing, columns[kind.controller]):
+                found[record["id"]] = record
+            live = sorted(i for i, r in found.items() if not r.get("is_deleted"))
+            complete += [member async for member in self._members_of(kind, live)]
+        return complete
+
+    async def version(self) -> str:
+        """A hash of the newest (`updated_at`, `id`, `lock_version`) and the count, per record type."""
+        api, parts = self._api(), []
+        tombstones: list[Filter] = [("is_deleted", "eq", False), ("is_deleted", "eq", True)]
+        for controller in (rows.PEOPLE, rows.LEADS, rows.MEMBERS, rows.CAMPAIGNS):
+            page = await api.read(
+                controller,
+                select=["id", "lock_version", "updated_at"],
+                filters=tombstones,
+                match="or",
+                sort=[("updated_at", "DESC"), ("id", "DESC")],
+                limit=1,
+            )
+            top = page.data[0] if page.data else {}
+            parts.append(f"{controller}:{page.total}:{top.get('id')}:{top.get('lock_version')}")
+            parts.append(str(top.get("updated_at")))
+        return xxhash.xxh3_64_hexdigest("|".join(parts).encode())
+
+    async def _read_columns(self) -> dict[str, list[str]]:
+        """Columns to read per type: the metadata's (or the settings' that exist), plus the essentials."""
+        if self._columns is None:
+            classes = [kind.class_name for kind in KINDS] + [rows.CAMPAIGN_CLASS]
+            offered = await self._api().metadata_types(classes)
+            last = self._settings.undeliverable_field
+            self._columns = {}
+            for kind in KINDS:
+                available = offered.get(kind.controller, ())
+                wanted = available if self._settings.columns is None else self._settings.columns
+                chosen = [c for c in wanted if c in available or not available]
+                self._columns[kind.controller] = list(dict.fromkeys([*kind.essentials(last), *chosen]))
+            campaign = offered.get(rows.CAMPAIGNS)
+            fields = self._settings.campaign_fields
+            self._campaign_columns = [f for f in fields if campaign is None or f in campaign]
+        return self._columns
+
+    async def _read_campaigns(self) -> list[Campaign]:
+        await self._read_columns()
+        fields = self._campaign_columns or []
+        records = await self._api().campaigns(["name", "record_state", *fields])
+        return [rows.campaign_of(record, fields) for record in records]
+
+    def _by_ids(
+        self, controller: str, ids: Sequence[int], columns: Sequence[str]
+    ) -> AsyncIterator[dict[str, Any]]:
+        return self._chunked(controller, "id", [str(i) for i in ids], columns)
+
+    async def _chunked(
+        self, controller: str, column: str, values: Sequence[str], select: Sequence[str], *extra: Filter
+    ) -> AsyncIterator[dict[str, Any]]:
+        for first in range(0, len(values), CHUNK):
+            text = ",".join(rows.escape(v) for v in values[first : first + CHUNK])
+            filters: list[Filter] = [*extra, (column, "eq", text)]
+            async for record in self._api().read_all(
+                controller, select=select, filters=filters, page_size=self._settings.page_size
+            ):
+                yield record
+
+    def _members_of(self, kind: Kind, ids: Sequence[int]) -> AsyncIterator[dict[str, Any]]:
+        values = [str(i) for i in ids]
+        kind_filter: Filter = ("party_or_lead_type", "eq", kind.class_name)
+        return self._chunked(rows.MEMBERS, "party_or_lead_id", values, rows.MEMBER_COLUMNS, kind_filter)
+
+    async def _gone(self, emails: Sequence[str]) -> list[str]:
+        """The deleted records' emails that no live person or lead still has."""
+        if not emails:
+            return []
+        present = {normal for normal in map(rows.normal_email, emails) if normal in self._refs}
+        for kind in KINDS:
+            async for record in self._chunked(kind.controller, kind.email, emails, ("id", kind.email)):
+                present.add(rows.normal_email(str(record.get(kind.email) or "")))
+        return sorted({e for e in emails if rows.normal_email(e) not in present})
+
+    def _remember(self, kind: Kind, record: dict[str, Any]) -> None:
+        email = rows.email_of(kind, record)
+        if email is not None:
+            self._forget(kind, record["id"])
+            ref = _Ref(kind, record["id"], int(record.get("lock_version") or 0))
+            self._refs.setdefault(rows.normal_email(email), {})[(kind.name, ref.id)] = ref
+            self._emails[(kind.name, ref.id)] = rows.normal_email(email)
+
+    def _forget(self, kind: Kind, record_id: int) -> None:
+        email = self._emails.pop((kind.name, record_id), None)
+        refs = self._refs.get(email) if email is not None else None
+        if email is not None and refs is not None:
+            refs.pop((kind.name, record_id), None)
+            if not refs:
+                del self._refs[email]
+
+    # -- writes --
+    async def write(self, kind: OpKind, ops: Sequence[Op]) -> Sequence[Outcome]:
+        if kind not in WRITES:
+            reason = f"Workbooks is the CRM side: listsync does not {kind} there (it creates no CRM records)"
+            return [Outcome(False, reason)] * len(ops)
+        await self._resolve(op.email for op in ops if op.email)
+        if kind == "record_activity":
+            return await self._activities(ops)
+        outcomes: list[Outcome | None] = [None] * len(ops)
+        targets: list[tuple[int, _Ref, dict[str, Value]]] = []
+        for index, op in enumerate(ops):
+            refs = self._targets(op)
+            if isinstance(refs, str):
+                outcomes[index] = Outcome(False, refs)
+                continue
+            for ref in refs:
+                targets.append((index, ref, rows.op_fields(op, ref.kind, self._settings.undeliverable_field)))
+        errors = await self._save([(ref, fields) for _, ref, fields in targets])
+        failures: dict[int, list[str]] = {}
+        for (index, _, _), error in zip(targets, errors, strict=True):
+            if error is not None:
+                failures.setdefault(index, []).append(error)
+        for index in range(len(ops)):
+            if outcomes[index] is None:
+                found = failures.get(index)
+                outcomes[index] = Outcome(False, "; ".join(found)) if found else Outcome(True)
+        return [outcome or Outcome(False, "not attempted") for outcome in outcomes]
+
+    def _targets(self, op: Op) -> list[_Ref] | str:
+        if not op.email:
+            return "the op names no email"
+        refs = list(self._refs.get(rows.normal_email(op.email), {}).values())
+        if not refs:
+            return f"no person or sales lead in Workbooks has the email {op.email} (listsync creates none)"
+        of_kind = [ref for ref in refs if ref.kind.name == op.record_kind]
+        return of_kind or refs
+
+    async def _resolve(self, emails: Iterable[str]) -> None:
+        """Look up, by a filtered read, the records of emails the last snapshot did not show."""
+        missing = sorted({rows.normal_email(e) for e in emails} - set(self._refs))
+        if not missing:
+            return
+        last = self._settings.undeliverable_field
+        for kind in KINDS:
+            async for record in self._chunked(kind.controller, kind.email, missing, kind.essentials(last)):
+                self._remember(kind, record)
+
+    async def _save(self, items: Sequence[tuple[_Ref, dict[str, Value]]]) -> list[str | None]:
+        """Update each record; None where saved, else why not. A stale record is reloaded and retried once."""
+        errors: list[str | None] = [None] * len(items)
+        for kind in KINDS:
+            indexes = [i for i, (ref, _) in enumerate(items) if ref.kind is kind]
+            stale = await self._put(kind, [items[i] for i in indexes], indexes, errors)
+            if not stale:
+                continue
+            fresh = {
+                record["id"]: int(record.get("lock_version") or 0)
+                async for record in self._by_ids(kind.controller, [items[i][0].id for i in stale], ("id",))
+            }
+            retry = []
+            for index in stale:
+                ref = items[index][0]
+                if ref.id in fresh:
+                    ref.lock_version = fresh[ref.id]
+                    retry.append(index)
+                else:
+                    errors[index] = f"Workbooks {kind.name} {ref.id} was deleted while listsync wrote to it"
+            still = await self._put(kind, [items[i] for i in retry], retry, errors)
+            for index in still:
+                errors[index] = f"Workbooks {kind.name} {items[index][0].id} kept changing; retried once"
+        return errors
+
+    async def _put(
+        self,
+        kind: Kind,
+        items: Sequence[tuple[_Ref, dict[str, Value]]],
+        indexes: Sequence[int],
+        errors: list[str | None],
+    ) -> list[int]:
+        """Write `items`, filling `errors` at `indexes`; the indexes that were stale."""
+        if not items:
+            return []
+        objects = [WriteObject.update(ref.id, ref.lock_version, fields) for ref, fields in items]
+        results = await self._api().write(kind.controller, objects)
+        stale = []
+        for index, (ref, _), result in zip(indexes, items, results, strict=True):
+            if result.ok:
+                ref.lock_version = _next_lock(result, ref.lock_version)
+                errors[index] = None
+            elif result.stale:
+                stale.append(index)
+            else:
+                errors[index] = f"Workbooks refused {kind.name} {ref.id}: {result.reason}"
+        return stale
+
+    async def _activities(self, ops: Sequence[Op]) -> list[Outcome]:
+        """Create one online activity per op, unless one with its key exists (then: done already)."""
+        outcomes: list[Outcome | None] = [None] * len(ops)
+        planned: list[tuple[int, str, dict[str, Value]]] = []
+        for index, op in enumerate(ops):
+            built = await self._activity(op)
+            if isinstance(built, str):
+                outcomes[index] = Outcome(False, built)
+            else:
+                planned.append((index, *built))
+        keys = [key for _, key, _ in planned]
+        existing = {
+            str(record.get(rows.ACTIVITY_KEY))
+            async for record in self._chunked(rows.ACTIVITIES, rows.ACTIVITY_KEY, keys, (rows.ACTIVITY_KEY,))
+        }
+        creating: dict[str, tuple[list[int], dict[str, Value]]] = {}
+        for index, key, fields in planned:
+            if key in existing:
+                outcomes[index] = Outcome(True)
+            else:
+                creating.setdefault(key, ([], fields))[0].append(index)
+        objects = [WriteObject.create(fields) for _, fields in creating.values()]
+        results = await self._api().write(rows.ACTIVITIES, objects) if objects else []
+        for (indexes, _), result in zip(creating.values(), results, strict=True):
+            outcome = Outcome(True) if result.ok else Outcome(False, f"Workbooks refused it: {result.reason}")
+            for index in indexes:
+                outcomes[index] = outcome
+        return [outcome or Outcome(False, "not attempted") for outcome in outcomes]
+
+    async def _activity(self, op: Op) -> tuple[str, dict[str, Value]] | str:
+        refs = self._targets(op)
+        if isinstance(refs, str):
+            return refs
+        campaign = await self._campaign_id(op.list)
+        if isinstance(campaign, str):
+            return campaign
+        return rows.activity_fields(op, campaign, refs[0].kind, refs[0].id)
+
+    async def _campaign_id(self, name: str | None) -> int | str:
+        """The campaign an activity belongs to, by key, name or public name; or why none is found."""
+        if not name:
+            return "record_activity needs the campaign in `list` (its key, name or public name)"
+        if self._campaigns is None:
+            self._campaigns = await self._read_campaigns()
+        for campaign in self._campaigns:
+            if name == campaign.key or name == campaign.name or name in campaign.fields.values():
+                return int(campaign.key)
+        return f"no Workbooks campaign has the key or name {name!r}"
+
+    async def poll(self, job: str, ops: Sequence[Op]) -> JobStatus:
+        """Never called: `write` submits no jobs. Answers each op as not done, so nothing is assumed."""
+        detail = "Workbooks writes are synchronous: there are no jobs"
+        return JobStatus("unknown", True, tuple(Outcome(False, detail) for _ in ops), detail)
+
+    async def flush(self) -> None:
+        """Nothing to do: every write was committed by Workbooks before `write` returned."""
+
+    async def aclose(self) -> None:
+        client, http = self._client, self._http
+        self._client = self._http = None
+        try:
+            if client is not None and client.session is not None:
+                await client.logout()
+        except (ListsyncError, httpx.HTTPError):
+            pass  # the session times out on its own
+        finally:
+            if http is not None:
+                await http.aclose()
+
+
+def _settings(settings: Any) -> WorkbooksSettings:
+    if isinstance(settings, WorkbooksSettings):
+        return settings
+    return msgspec.convert(settings, WorkbooksSettings)
+
+
+def _next_lock(result: WriteResult, seen: int) -> int:
+    return result.lock_version if result.lock_version is not None else seen + 1
+
+
+__all__ = ["LEAD", "PERSON", "WRITES", "WorkbooksAdapter", "WorkbooksSettings"]
