@@ -45,6 +45,9 @@ class Capabilities(Struct, frozen=True):
     period_seconds: float = 1.0
     # CRM adapters: the longest value each campaign field can hold, for list-name length checks.
     campaign_field_lengths: dict[str, int] = {}
+    # ESP adapters: the vendor refuses field and list changes for a suppressed contact
+    # (Dotdigital), so none are planned for a contact that stays opted out.
+    frozen_when_suppressed: bool = False
     writes: frozenset[str] = frozenset()
 
 

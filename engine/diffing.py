@@ -19,7 +19,7 @@ from functools import cache
 
 from msgspec import Struct
 
-from engine.consent import decide
+from engine.consent import OPTED_OUT, decide
 from engine.plans import Change, Op
 from engine.records import Record
 from engine.ruleset import FieldMapping, RuleSet
@@ -43,8 +43,13 @@ def diff_record(
     base: Record | None,
     rules: RuleSet,
     managed: frozenset[str],
+    frozen_when_suppressed: bool = False,
 ) -> RecordDiff:
-    """The ops that bring one contact into agreement, and the base that follows."""
+    """The ops that bring one contact into agreement, and the base that follows.
+
+    `frozen_when_suppressed`: the ESP refuses field and list changes for a suppressed contact, so
+    a contact that ends opted out gets no upsert and no new membership there (removals still go).
+    """
     if crm is None:
         return _crm_absent(email, esp, base, rules, managed)
     if base is not None and esp is not None and in_step(crm, esp, base, rules):
@@ -64,22 +69,30 @@ def diff_record(
         crm_changes.update(consent.resubscribe_change())
     if created and consent.opted_out and not any(op.kind == "opt_out_esp" for op in ops):
         ops.append(Op("opt_out_esp", email, reason="re-asserting an opt-out on a recreated contact"))
-    upsert_reason = "new contact" if created else None
-    if esp_changes or created:
+    esp_lists = frozenset() if created else esp_seen.lists & managed
+    crm_lists = crm.lists & managed
+    lists = crm_lists
+    if frozen_when_suppressed and consent.opted_out:
+        # The ESP will refuse field and list writes, so none is planned, and the base records what
+        # the ESP keeps (nothing, for a contact it is only now told about). The CRM follows the ESP
+        # where the rules say the ESP's value wins; its own values stay pending, never read back
+        # as an ESP-side change, and are written once the contact may be opted in again.
+        kept = {name: None if created else esp_seen.fields.get(name) for name in fields}
+        # Diffed again against what the ESP actually holds: the rules then say where the CRM follows.
+        _, _, followed = _fields(email, crm, Record(email, fields=kept), base, rules.fields, [])
+        if OPTED_OUT in crm_changes:
+            followed[OPTED_OUT] = crm_changes[OPTED_OUT]
+        crm_changes = followed
+        ops = [op for op in ops if op.kind != "conflict"]  # nothing can be written to settle one
+        fields, esp_changes, lists = kept, {}, esp_lists & crm_lists
+    elif esp_changes or created:
+        upsert_reason = "new contact" if created else None
         ops.append(
-            Op(
-                "upsert_contact",
-                email,
-                record_kind=crm.kind,
-                changes=esp_changes,
-                reason=upsert_reason,
-            )
+            Op("upsert_contact", email, record_kind=crm.kind, changes=esp_changes, reason=upsert_reason)
         )
     if crm_changes:
         ops.append(Op("update_crm", email, record_kind=crm.kind, changes=crm_changes))
-    esp_lists = frozenset() if created else esp_seen.lists & managed
-    crm_lists = crm.lists & managed
-    ops.extend(Op("add_member", email, list=name) for name in sorted(crm_lists - esp_lists))
+    ops.extend(Op("add_member", email, list=name) for name in sorted(lists - esp_lists))
     ops.extend(Op("remove_member", email, list=name) for name in sorted(esp_lists - crm_lists))
     bounced = rules.consent.undeliverable_to_crm and esp is not None and esp.undeliverable
     undeliverable = crm.undeliverable or bounced
@@ -92,7 +105,7 @@ def diff_record(
         opt_out_reason=consent.reason,
         undeliverable=undeliverable,
         fields=fields,
-        lists=crm_lists,
+        lists=lists,
     )
     return RecordDiff(tuple(ops), target, target != base)
 

@@ -114,6 +114,7 @@ def _account(sync: Sync, esp: Snapshot) -> Account:
         fields=esp.fields,
         max_lists=limits.max_lists or capabilities.max_lists,
         field_limits=field_limits,
+        frozen_when_suppressed=capabilities.frozen_when_suppressed,
     )
 
 

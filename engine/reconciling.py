@@ -36,6 +36,7 @@ class Account:
     fields: Mapping[str, FieldType]
     max_lists: int | None = None
     field_limits: Mapping[str, int] = field(default_factory=dict)
+    frozen_when_suppressed: bool = False
 
 
 @dataclass
@@ -65,7 +66,9 @@ def reconcile(
         stored, stored_crm, stored_esp = base.get(email, _NO_BASE)
         crm_record = _side_record(email, crm, stored, stored_crm)
         esp_record = _side_record(email, esp, stored, stored_esp)
-        result = diff_record(email, crm_record, esp_record, stored, rules, managed)
+        result = diff_record(
+            email, crm_record, esp_record, stored, rules, managed, account.frozen_when_suppressed
+        )
         ops.extend(result.ops)
         target = result.target
         observed = (

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.consent import decide
-from engine.diffing import _fields, in_step
+from engine.diffing import _fields, diff_record, in_step
 from engine.plans import Change
 from engine.reconciling import agrees
 from engine.records import Record
@@ -366,3 +366,19 @@ def test_the_in_step_shortcut_gives_what_the_full_diff_gives(
     assert fields == {name: value for name, value in base.fields.items()}
     assert (consent.opted_out, consent.reason) == (base.opted_out, base.opt_out_reason)
     assert crm.lists & LISTS == esp.lists & LISTS == base.lists & LISTS
+
+
+@given(maybe, maybe, maybe)
+@settings(max_examples=300)
+def test_an_esp_that_freezes_suppressed_contacts_gets_no_writes_for_them_and_still_settles(
+    crm: Record | None, esp: Record | None, base: Record | None
+) -> None:
+    if not (crm or esp or base):
+        return
+    email = "p@example.com"
+    result = diff_record(email, crm, esp, base, RULES, LISTS, True)
+    if result.target is not None and result.target.opted_out:
+        assert not {op.kind for op in result.ops} & {"upsert_contact", "add_member"}
+    new_crm, new_esp = applied(crm, esp, result)
+    again = diff_record(email, new_crm, new_esp, result.target, RULES, LISTS, True)
+    assert [op for op in again.ops if op.kind != "conflict"] == []

@@ -89,6 +89,7 @@ class DotdigitalAdapter:
             field_name_max=20,
             field_name_pattern=r"^[A-Za-z0-9_-]{1,20}$",
             field_limits={"text": 246, "numeric": 50, "date": 50, "boolean": 50},
+            frozen_when_suppressed=True,
             max_lists=_settings(settings).address_book_limit,
             calls=2000,
             period_seconds=3600,
