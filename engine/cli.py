@@ -58,7 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     emulate.add_argument("--seed", type=int, default=1, help="seed of the generated data")
 
     demo = sub.add_parser("demo", help="run a self-contained demonstration")
-    demo.add_argument("--esp", default="files", help="which demo to run (default: files)")
+    demo.add_argument(
+        "--esp",
+        default="dotdigital",
+        help="which demo: dotdigital (Workbooks and Dotdigital, the default) or files",
+    )
     demo.add_argument("--dir", type=Path, default=None, help="where the demo keeps its data")
     return parser
 

@@ -30,6 +30,8 @@ from engine.ruleset import FieldType, SecretRef, Side
 if TYPE_CHECKING:
     import httpx
 
+    from engine.budgets import Budgets
+
 
 class Capabilities(Struct, frozen=True):
     """What an adapter's vendor allows; the rules are checked against it before any call."""
@@ -149,6 +151,20 @@ class Adapter(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass
+class DemoSetup:
+    """What a `listsync demo` kit prepared: the rule file, and how the engine reaches the sides.
+
+    `extras` go to the session (e.g. transports to in-process emulators); `budgets`, when set,
+    replaces the rules' call budgets; `explore` tells a person how to carry on by hand.
+    """
+
+    rules: Path
+    extras: dict[str, Any] = field(default_factory=dict)
+    budgets: Budgets | None = None
+    explore: str = ""
 
 
 class AdapterFactory(Protocol):

@@ -1,9 +1,10 @@
 """`listsync demo`: a whole sync, shown step by step, against data a demo kit prepares.
 
 A kit (registered in the ``listsync.demos`` entry-point group by an adapter package) sets up both
-sides and a rule file, and can then change both sides the way people do between syncs. The demo
-plans and applies the initial sync, applies a round of edits from both sides, and finally shows
-that, once a person settles the conflict it parked, planning again finds nothing left to do.
+sides and a rule file (vendor kits start their emulators in-process and route the sides to them),
+and can then change both sides the way people do between syncs. The demo plans and applies the
+initial sync, applies a round of edits from both sides, and finally shows that, once a person
+settles any conflict it parked, planning again finds nothing left to do.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.rule import Rule
 
 from engine.commands import apply_with_progress, print_report
+from engine.contract import DemoSetup
 from engine.planning import make_plan
 from engine.rendering import render
 from engine.rules_loading import LoadedRules, load_rules
@@ -27,8 +29,8 @@ SHOWN = 25
 class DemoKit(Protocol):
     title: str
 
-    def setup(self, directory: Path | None) -> AbstractAsyncContextManager[Path]:
-        """Prepare both sides; yields the rule file to sync with."""
+    def setup(self, directory: Path | None) -> AbstractAsyncContextManager[DemoSetup]:
+        """Prepare both sides; yields the rule file to sync with and how to reach the sides."""
         ...
 
     async def change_both_sides(self, directory: Path) -> list[str]:
@@ -42,30 +44,35 @@ class DemoKit(Protocol):
 
 async def run_demo(kit: DemoKit, out: Console, err: Console, directory: Path | None) -> int:
     out.print(Rule(f"listsync demo: {kit.title}"))
-    async with kit.setup(directory) as rules_path:
-        loaded = load_rules(rules_path)
-        out.print(f"Rules: {rules_path}\n")
-        await _round(loaded, "1. Initial sync: plan, then apply", out, err)
-        edits = await kit.change_both_sides(rules_path.parent)
+    async with kit.setup(directory) as setup:
+        loaded = load_rules(setup.rules)
+        out.print(f"Rules: {setup.rules}\n")
+        await _round(loaded, setup, "1. Initial sync: plan, then apply", out, err)
+        edits = await kit.change_both_sides(setup.rules.parent)
         out.print(Rule("2. Changes made on both sides since the sync"))
         for edit in edits:
             out.print(f"  - {edit}")
         out.print()
-        await _round(loaded, "3. The next sync: three-way diff against the base", out, err)
-        out.print(Rule("4. Someone settles the conflict; planning once more"))
-        for edit in await kit.settle_conflicts(rules_path.parent):
+        await _round(loaded, setup, "3. The next sync: three-way diff against the base", out, err)
+        settled = await kit.settle_conflicts(setup.rules.parent)
+        out.print(
+            Rule(
+                "4. Someone settles the conflict; planning once more" if settled else "4. Planning once more"
+            )
+        )
+        for edit in settled:
             out.print(f"  - {edit}")
         out.print()
-        async with open_sync(loaded) as sync:
+        async with open_sync(loaded, budgets=setup.budgets, extras=setup.extras) as sync:
             final = await make_plan(sync)
         render(final, out)
-        out.print(f"\nExplore it yourself: listsync plan {rules_path}")
+        out.print(f"\n{setup.explore or f'Explore it yourself: listsync plan {setup.rules}'}")
         return 0 if not final.has_changes else 1
 
 
-async def _round(loaded: LoadedRules, title: str, out: Console, err: Console) -> None:
+async def _round(loaded: LoadedRules, setup: DemoSetup, title: str, out: Console, err: Console) -> None:
     out.print(Rule(title))
-    async with open_sync(loaded) as sync:
+    async with open_sync(loaded, budgets=setup.budgets, extras=setup.extras) as sync:
         plan = await make_plan(sync)
         render(plan, out, limit=None if len(plan.ops) <= 2 * SHOWN else SHOWN)
         out.print()

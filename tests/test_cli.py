@@ -80,9 +80,9 @@ def test_a_saved_plan_applies_exactly_and_a_stale_one_is_refused(
     assert main(["apply", rules, "--plan", saved]) == 3  # the base moved: the same plan cannot apply twice
 
 
-def test_the_demo_runs_end_to_end_and_ends_with_no_changes(tmp_path: Path) -> None:
+def test_the_files_demo_runs_end_to_end_and_ends_with_no_changes(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "demo", "--dir", str(tmp_path / "demo")],
+        [sys.executable, "-m", "engine.cli", "demo", "--esp", "files", "--dir", str(tmp_path / "demo")],
         capture_output=True,
         text=True,
         timeout=120,
@@ -92,3 +92,22 @@ def test_the_demo_runs_end_to_end_and_ends_with_no_changes(tmp_path: Path) -> No
     out = result.stdout
     assert "blocked_resubscribe" in out and "conflict" in out
     assert "No changes." in out.split("planning once more")[1]
+
+
+def test_the_workbooks_dotdigital_demo_syncs_both_emulators_and_settles(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "demo", "--dir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    first, second = (
+        result.stdout.split("2. Changes made on both sides")[0],
+        result.stdout.split("3. The next sync")[1],
+    )
+    assert "create_list" in first and "add_member" in first and "opt_out_crm" in first
+    for kind in ("opt_out_esp", "opt_out_crm", "remove_member", "upsert_contact", "mark_undeliverable_crm"):
+        assert kind in second.split("4. Planning once more")[0], kind
+    assert "Plan: no changes." in result.stdout.split("4. Planning once more")[1]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.files import jsonl
+from engine.contract import DemoSetup
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "rules" / "demo-files.toml"
@@ -84,7 +85,7 @@ class FilesDemo:
     title = "CRM and ESP as JSON Lines files"
 
     @asynccontextmanager
-    async def setup(self, directory: Path | None) -> AsyncIterator[Path]:
+    async def setup(self, directory: Path | None) -> AsyncIterator[DemoSetup]:
         target = directory or REPO / ".demo" / "files"
         if target.exists():
             shutil.rmtree(target)
@@ -110,7 +111,7 @@ class FilesDemo:
         _write(target / "campaigns.jsonl", CAMPAIGNS)
         rules = target / RULES.name
         shutil.copyfile(RULES, rules)
-        yield rules
+        yield DemoSetup(rules)
 
     async def change_both_sides(self, directory: Path) -> list[str]:
         crm = _read(directory / "crm.jsonl")

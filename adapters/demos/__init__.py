@@ -1,0 +1,1 @@
+"""Demo kits that pair two vendors' emulators for `listsync demo`."""
