@@ -53,6 +53,18 @@ class Budgets:
         if calls is None:
             return None
         period = duration_seconds(limits.period) if limits.calls else capabilities.period_seconds
-        burst = min(limits.burst or calls, calls)
-        # A bucket of `burst` tokens refilled at calls/period keeps the long-run rate at the limit.
-        return AsyncLimiter(burst, period * burst / calls)
+        return AsyncLimiter(*bucket(calls, period, limits.burst))
+
+
+def bucket(calls: int, period: float, burst: int | None) -> tuple[float, float]:
+    """aiolimiter's (max_rate, time_period) so that no window of `period` holds more than `calls`.
+
+    A bucket of `b` tokens refilled at `r` a second can spend `b + r * period` in one period, so
+    the refill is (calls - b) / period, with `b` (the burst, default a tenth of the budget) at most
+    calls - 1. A budget of one call per period is a bucket of one that refills at half a call per
+    period, so two calls are never a period or less apart.
+    """
+    if calls <= 1:
+        return 1, 2 * period
+    size = max(1, min(burst or max(1, calls // 10), calls - 1))
+    return size, period * size / (calls - size)
