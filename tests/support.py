@@ -14,6 +14,16 @@ from engine.simulating import after_ops
 LISTS = frozenset({"Spring", "Webinar", "All"})
 
 
+class Clock:
+    """A clock for emulators and stores that a test moves by hand (`clock.now += 60`)."""
+
+    def __init__(self, now: float = 1_750_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def make_rules(**overrides: Any) -> RuleSet:
     """A rule set with three fields (one each way) and the given top-level overrides."""
     document: dict[str, Any] = {

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 
+from adapters.demos import fresh_directory
 from adapters.dotdigital.emulator import create_app as dotdigital_app
 from adapters.dotdigital.emulator_state import DotdigitalState, Knobs
 from adapters.workbooks.emulator import create_app as workbooks_app
@@ -44,10 +44,7 @@ class WorkbooksDotdigitalDemo:
 
     @asynccontextmanager
     async def setup(self, directory: Path | None) -> AsyncIterator[DemoSetup]:
-        target = directory or REPO / ".demo" / "workbooks-dotdigital"
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
+        target = fresh_directory(directory or REPO / ".demo" / "workbooks-dotdigital")
         rules = target / RULES.name
         text = RULES.read_text().replace("state/workbooks-dotdigital.sqlite3", "state.sqlite3")
         rules.write_text(text.replace("apiuser-xxxx@apiconnector.com", API_USER))

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from adapters.demos import fresh_directory
 from adapters.files import jsonl
 from engine.contract import DemoSetup
 
@@ -86,10 +87,7 @@ class FilesDemo:
 
     @asynccontextmanager
     async def setup(self, directory: Path | None) -> AsyncIterator[DemoSetup]:
-        target = directory or REPO / ".demo" / "files"
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
+        target = fresh_directory(directory or REPO / ".demo" / "files")
         rng = random.Random(2024)
         crm = [person(rng, index) for index in range(1, 2001)]
         esp = []

@@ -20,18 +20,11 @@ from adapters.workbooks.emulator_data import generate
 from adapters.workbooks.emulator_state import DEFAULT_API_KEY, WorkbooksState
 from adapters.workbooks.wire import WriteObject
 from engine.errors import ListsyncError, PermanentError, TransientError
+from tests.support import Clock
 
 BASE = "https://secure.workbooks.com"
 USER, PASSWORD = "api.user@example.com", "secret"
 START = 1_750_000_000.0
-
-
-class Clock:
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def small_state(clock: Clock | None = None, **kwargs: Any) -> WorkbooksState:

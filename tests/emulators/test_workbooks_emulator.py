@@ -14,18 +14,11 @@ import pytest
 from adapters.workbooks.emulator import Knobs, create_app, field_name
 from adapters.workbooks.emulator_data import LEAD, PERSON, PUBLIC_NAME_FIELD, generate
 from adapters.workbooks.emulator_state import DEFAULT_API_KEY, STALE, WorkbooksState
+from tests.support import Clock
 
 BASE = "https://secure.workbooks.com"
 KEY: dict[str, Any] = {"api_key": DEFAULT_API_KEY, "_api_version": "1"}
 START = 1_750_000_000.0
-
-
-class Clock:
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def small_state(clock: Clock | None = None) -> WorkbooksState:
