@@ -4,7 +4,8 @@ Workbooks is the CRM side of a sync. The adapter reads people, sales leads, thei
 memberships and the campaigns through the typed client (`adapters.workbooks.client`; it never speaks
 HTTP itself) and writes back only what a CRM takes from an ESP: opt-outs, the undeliverable flag,
 mapped field values and online activities. It never creates or deletes people, leads or campaigns:
-those are the CRM users' records. Row translation lives in `adapters.workbooks.rows`.
+those are the CRM users' records. Row translation lives in `adapters.workbooks.rows`, saving with the
+stale retry in `adapters.workbooks.saving`, and `record_activity` in `adapters.workbooks.activities`.
 Decisions:
 - Incremental snapshots follow the reference's delta pattern (§8): `updated_at >= cursor`
   (equal timestamps are re-read, never missed), tombstones included. The cursor is the newest
@@ -25,7 +26,6 @@ Decisions:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Annotated, Any, ClassVar
@@ -34,10 +34,11 @@ import httpx
 import msgspec
 import xxhash
 
-from adapters.workbooks import rows
+from adapters.workbooks import activities, rows
 from adapters.workbooks.client import Filter, WorkbooksClient
 from adapters.workbooks.rows import KINDS, LEAD, PERSON, Kind
-from adapters.workbooks.wire import MAX_BATCH, Value, WriteObject, WriteResult
+from adapters.workbooks.saving import Ref, save
+from adapters.workbooks.wire import MAX_BATCH, Value
 from engine.contract import AdapterContext, Capabilities, JobStatus, Outcome, Snapshot
 from engine.errors import ListsyncError
 from engine.http import budgeted_client
@@ -73,15 +74,6 @@ class WorkbooksSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
             raise ValueError("Workbooks needs `api_key`, or both `username` and `password`")
 
 
-@dataclass
-class _Ref:
-    """One person or lead a write may target, with the lock version last seen."""
-
-    kind: Kind
-    id: int
-    lock_version: int
-
-
 class WorkbooksAdapter:
     """The CRM side of a sync, on one Workbooks database."""
 
@@ -96,7 +88,7 @@ class WorkbooksAdapter:
         self._columns: dict[str, list[str]] | None = None
         self._campaign_columns: list[str] | None = None
         self._campaigns: list[Campaign] | None = None
-        self._refs: dict[str, dict[tuple[str, int], _Ref]] = {}  # email -> records with it
+        self._refs: dict[str, dict[tuple[str, int], Ref]] = {}  # email -> records with it
         self._emails: dict[tuple[str, int], str] = {}  # (kind, id) -> the email it is indexed under
 
     @classmethod
@@ -273,7 +265,7 @@ class WorkbooksAdapter:
         email = rows.email_of(kind, record)
         if email is not None:
             self._forget(kind, record["id"])
-            ref = _Ref(kind, record["id"], int(record.get("lock_version") or 0))
+            ref = Ref(kind, record["id"], int(record.get("lock_version") or 0))
             self._refs.setdefault(rows.normal_email(email), {})[(kind.name, ref.id)] = ref
             self._emails[(kind.name, ref.id)] = rows.normal_email(email)
 
@@ -292,9 +284,11 @@ class WorkbooksAdapter:
             return [Outcome(False, reason)] * len(ops)
         await self._resolve(op.email for op in ops if op.email)
         if kind == "record_activity":
-            return await self._activities(ops)
+            return await activities.record(
+                self._api, self._chunked, self._targets, self._known_campaigns, ops
+            )
         outcomes: list[Outcome | None] = [None] * len(ops)
-        targets: list[tuple[int, _Ref, dict[str, Value]]] = []
+        targets: list[tuple[int, Ref, dict[str, Value]]] = []
         for index, op in enumerate(ops):
             refs = self._targets(op)
             if isinstance(refs, str):
@@ -302,7 +296,7 @@ class WorkbooksAdapter:
                 continue
             for ref in refs:
                 targets.append((index, ref, rows.op_fields(op, ref.kind, self._settings.undeliverable_field)))
-        errors = await self._save([(ref, fields) for _, ref, fields in targets])
+        errors = await save(self._api, self._chunked, [(ref, fields) for _, ref, fields in targets])
         failures: dict[int, list[str]] = {}
         for (index, _, _), error in zip(targets, errors, strict=True):
             if error is not None:
@@ -313,7 +307,7 @@ class WorkbooksAdapter:
                 outcomes[index] = Outcome(False, "; ".join(found)) if found else Outcome(True)
         return [outcome or Outcome(False, "not attempted") for outcome in outcomes]
 
-    def _targets(self, op: Op) -> list[_Ref] | str:
+    def _targets(self, op: Op) -> list[Ref] | str:
         if not op.email:
             return "the op names no email"
         refs = list(self._refs.get(rows.normal_email(op.email), {}).values())
@@ -332,102 +326,10 @@ class WorkbooksAdapter:
             async for record in self._chunked(kind.controller, kind.email, missing, kind.essentials(last)):
                 self._remember(kind, record)
 
-    async def _save(self, items: Sequence[tuple[_Ref, dict[str, Value]]]) -> list[str | None]:
-        """Update each record; None where saved, else why not. A stale record is reloaded and retried once."""
-        errors: list[str | None] = [None] * len(items)
-        for kind in KINDS:
-            indexes = [i for i, (ref, _) in enumerate(items) if ref.kind is kind]
-            stale = await self._put(kind, [items[i] for i in indexes], indexes, errors)
-            if not stale:
-                continue
-            fresh = {
-                record["id"]: int(record.get("lock_version") or 0)
-                async for record in self._by_ids(kind.controller, [items[i][0].id for i in stale], ("id",))
-            }
-            retry = []
-            for index in stale:
-                ref = items[index][0]
-                if ref.id in fresh:
-                    ref.lock_version = fresh[ref.id]
-                    retry.append(index)
-                else:
-                    errors[index] = f"Workbooks {kind.name} {ref.id} was deleted while listsync wrote to it"
-            still = await self._put(kind, [items[i] for i in retry], retry, errors)
-            for index in still:
-                errors[index] = f"Workbooks {kind.name} {items[index][0].id} kept changing; retried once"
-        return errors
-
-    async def _put(
-        self,
-        kind: Kind,
-        items: Sequence[tuple[_Ref, dict[str, Value]]],
-        indexes: Sequence[int],
-        errors: list[str | None],
-    ) -> list[int]:
-        """Write `items`, filling `errors` at `indexes`; the indexes that were stale."""
-        if not items:
-            return []
-        objects = [WriteObject.update(ref.id, ref.lock_version, fields) for ref, fields in items]
-        results = await self._api().write(kind.controller, objects)
-        stale = []
-        for index, (ref, _), result in zip(indexes, items, results, strict=True):
-            if result.ok:
-                ref.lock_version = _next_lock(result, ref.lock_version)
-                errors[index] = None
-            elif result.stale:
-                stale.append(index)
-            else:
-                errors[index] = f"Workbooks refused {kind.name} {ref.id}: {result.reason}"
-        return stale
-
-    async def _activities(self, ops: Sequence[Op]) -> list[Outcome]:
-        """Create one online activity per op, unless one with its key exists (then: done already)."""
-        outcomes: list[Outcome | None] = [None] * len(ops)
-        planned: list[tuple[int, str, dict[str, Value]]] = []
-        for index, op in enumerate(ops):
-            built = await self._activity(op)
-            if isinstance(built, str):
-                outcomes[index] = Outcome(False, built)
-            else:
-                planned.append((index, *built))
-        keys = [key for _, key, _ in planned]
-        existing = {
-            str(record.get(rows.ACTIVITY_KEY))
-            async for record in self._chunked(rows.ACTIVITIES, rows.ACTIVITY_KEY, keys, (rows.ACTIVITY_KEY,))
-        }
-        creating: dict[str, tuple[list[int], dict[str, Value]]] = {}
-        for index, key, fields in planned:
-            if key in existing:
-                outcomes[index] = Outcome(True)
-            else:
-                creating.setdefault(key, ([], fields))[0].append(index)
-        objects = [WriteObject.create(fields) for _, fields in creating.values()]
-        results = await self._api().write(rows.ACTIVITIES, objects) if objects else []
-        for (indexes, _), result in zip(creating.values(), results, strict=True):
-            outcome = Outcome(True) if result.ok else Outcome(False, f"Workbooks refused it: {result.reason}")
-            for index in indexes:
-                outcomes[index] = outcome
-        return [outcome or Outcome(False, "not attempted") for outcome in outcomes]
-
-    async def _activity(self, op: Op) -> tuple[str, dict[str, Value]] | str:
-        refs = self._targets(op)
-        if isinstance(refs, str):
-            return refs
-        campaign = await self._campaign_id(op.list)
-        if isinstance(campaign, str):
-            return campaign
-        return rows.activity_fields(op, campaign, refs[0].kind, refs[0].id)
-
-    async def _campaign_id(self, name: str | None) -> int | str:
-        """The campaign an activity belongs to, by key, name or public name; or why none is found."""
-        if not name:
-            return "record_activity needs the campaign in `list` (its key, name or public name)"
+    async def _known_campaigns(self) -> list[Campaign]:
         if self._campaigns is None:
             self._campaigns = await self._read_campaigns()
-        for campaign in self._campaigns:
-            if name == campaign.key or name == campaign.name or name in campaign.fields.values():
-                return int(campaign.key)
-        return f"no Workbooks campaign has the key or name {name!r}"
+        return self._campaigns
 
     async def poll(self, job: str, ops: Sequence[Op]) -> JobStatus:
         """Never called: `write` submits no jobs. Answers each op as not done, so nothing is assumed."""
@@ -454,10 +356,6 @@ def _settings(settings: Any) -> WorkbooksSettings:
     if isinstance(settings, WorkbooksSettings):
         return settings
     return msgspec.convert(settings, WorkbooksSettings)
-
-
-def _next_lock(result: WriteResult, seen: int) -> int:
-    return result.lock_version if result.lock_version is not None else seen + 1
 
 
 __all__ = ["LEAD", "PERSON", "WRITES", "WorkbooksAdapter", "WorkbooksSettings"]
