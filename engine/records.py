@@ -67,7 +67,6 @@ class Mapper:
     """Maps rows of one side into records under a rule set and the CRM's current campaigns."""
 
     def __init__(self, rules: RuleSet, side: Side, campaigns: Iterable[Campaign] = ()) -> None:
-        self._rules = rules
         self._side = side
         self._namer = ListNamer(rules, campaigns)
         self._kinds = frozenset(rules.entities.kinds)

@@ -6,6 +6,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from engine.consent import decide
 from engine.diffing import _fields, diff_record, in_step
@@ -199,36 +200,15 @@ consent_rules = st.sampled_from(["never", "from_crm", "from_esp", "both"])
 
 @given(records(), st.booleans())
 def test_identical_sides_give_no_ops(same: Record, with_base: bool) -> None:
-    same_esp = Record(
-        same.email,
-        opted_out=same.opted_out,
-        opt_out_reason=same.opt_out_reason,
-        undeliverable=same.undeliverable and False,
-        fields=same.fields,
-        lists=same.lists,
-    )
-    crm = Record(
-        same.email,
-        kind=same.kind,
-        opted_out=same.opted_out,
-        undeliverable=False,
-        fields=same.fields,
-        lists=same.lists,
-    )
+    same_esp = replace(same, kind="person", undeliverable=False)  # an ESP knows no record kinds
+    crm = replace(same, opt_out_reason=None, undeliverable=False)
     assert diff(crm, same_esp, crm if with_base else None, RULES).ops == ()
 
 
 @given(records(), records())
 def test_a_one_sided_change_propagates(base: Record, crm: Record) -> None:
     esp = base
-    crm = Record(
-        crm.email,
-        kind=base.kind,
-        opted_out=crm.opted_out,
-        undeliverable=base.undeliverable,
-        fields=crm.fields,
-        lists=crm.lists,
-    )
+    crm = replace(crm, kind=base.kind, opt_out_reason=None, undeliverable=base.undeliverable)
     result = diff(crm, esp, base, RULES)
     _, new_esp = applied(crm, esp, result)
     assert result.target is not None and new_esp is not None
@@ -340,22 +320,8 @@ def test_the_in_step_shortcut_gives_what_the_full_diff_gives(
     crm: Record, esp: Record, base: Record, copy_base: bool
 ) -> None:
     if copy_base:  # make the shortcut's case likely: both sides equal to the base
-        crm = Record(
-            base.email,
-            kind=base.kind,
-            opted_out=base.opted_out,
-            undeliverable=base.undeliverable,
-            fields=base.fields,
-            lists=base.lists,
-        )
-        esp = Record(
-            base.email,
-            opted_out=base.opted_out,
-            opt_out_reason=base.opt_out_reason,
-            undeliverable=base.undeliverable,
-            fields=base.fields,
-            lists=base.lists,
-        )
+        crm = replace(base, opt_out_reason=None)
+        esp = replace(base, kind="person")
     if not in_step(crm, esp, base, RULES):
         return
     # The full diff, without the shortcut: fields, consent and lists all agree with the base.
