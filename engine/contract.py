@@ -50,6 +50,8 @@ class Capabilities(Struct, frozen=True):
     # ESP adapters: the vendor refuses field and list changes for a suppressed contact
     # (Dotdigital), so none are planned for a contact that stays opted out.
     frozen_when_suppressed: bool = False
+    # ESP adapters: implements `engine.activity_feed.ActivitySource` (the `activity` process).
+    activity: bool = False
     writes: frozenset[str] = frozenset()
 
 
