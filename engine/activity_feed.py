@@ -13,11 +13,12 @@ crash never duplicate an activity.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Protocol
 
 from msgspec import Struct
 
-EventType = Literal["open", "click", "bounce", "unsubscribe"]
+from engine.ruleset import EventType
+
 TOTALS = ("sends", "opens", "clicks", "bounces", "unsubscribes")
 
 
@@ -60,6 +61,18 @@ class ActivityFeed(Struct, frozen=True):
     events: tuple[ActivityEvent, ...]
     totals: tuple[CampaignTotals, ...]
     cursor: str
+
+
+Sums = dict[str, int]
+
+
+class ActivityState(Struct, frozen=True):
+    """What the activity process keeps between runs: the feed's cursor and the totals bookkeeping
+    (`engine.activity_ops`)."""
+
+    cursor: str | None = None
+    esp: dict[str, CampaignTotals] = {}  # ESP campaign id -> its latest totals
+    crm: dict[str, Sums] = {}  # CRM campaign key -> the sums last written on it
 
 
 class ActivitySource(Protocol):

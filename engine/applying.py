@@ -2,7 +2,7 @@
 
 Order: lists and fields, opt-outs, removals, upserts and memberships, CRM write-backs. A rejected op
 is recorded with its reason and the rest goes on. A write the vendor finishes later is stored as a
-job and polled to a terminal state. Only when both adapters have made their writes durable is the
+job and polled to a terminal state, or for `JOB_WAIT` and then left to the imports process. Only when both adapters have made their writes durable is the
 base written, and then only for contacts whose every op was confirmed; a contact with a rejected or
 unfinished op keeps its old base and is planned again next time. A crash anywhere before that
 commit leaves the base as it was, and the next plan finds the sides already agreeing.
@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 import anyio
 import msgspec
 
+from engine.activity_planning import store_activity_state
 from engine.batches import batch_size, batches
-from engine.contract import Adapter, Outcome
+from engine.contract import Adapter, JobStatus, Outcome
 from engine.errors import PermanentError, SafetyStop
 from engine.planning import RECORDS_STREAM
 from engine.plans import REPORT_ONLY, Change, Op, Plan
@@ -30,7 +31,10 @@ from engine.session import SIDES, Sync
 from engine.simulating import CRM_OPS
 from engine.store import RowOutcome, RunOutcome
 
-JOB_TIMEOUT = 3600.0
+# An apply waits this long for its jobs, then leaves them open for the imports process
+# (`engine.following`), which gives up on a job open for JOB_TIMEOUT since it was submitted.
+JOB_WAIT = 900.0
+JOB_TIMEOUT = 6 * 3600.0
 POLL_FIRST, POLL_MAX = 1.0, 30.0
 
 
@@ -72,13 +76,16 @@ async def apply_plan(
     *,
     override_safety: bool = False,
     progress: Callable[[int], None] | None = None,
-    process: str = "sync",
 ) -> ApplyReport:
-    """Execute `plan` against both sides and record what the vendors confirmed."""
+    """Execute `plan` against both sides and record what the vendors confirmed.
+
+    Record cursors advance only when the whole plan was confirmed and nothing was left to another
+    process (`engine.processes`); the activity state is kept after any apply that ran to its end,
+    since activities are written once per key however often they are replayed."""
     if plan.safety_stops and not override_safety:
         raise SafetyStop(plan.safety_stops)
     store = sync.store
-    report = ApplyReport(await store.start_run(sync.name, process))
+    report = ApplyReport(await store.start_run(sync.name, plan.process or "sync"))
     state = _Progress()
     try:
         actionable = [op for op in plan.ops if op.kind not in REPORT_ONLY]
@@ -96,17 +103,19 @@ async def apply_plan(
         await sync.esp.flush()
         await sync.crm.flush()
         report.base_written = await _commit(sync, plan, state)
-        if not state.failed and not plan.rejections:
+        if not state.failed and not plan.rejections and not plan.deferred:
             for side in SIDES:
                 if side in plan.cursors:
                     await store.set_cursor(sync.name, side, RECORDS_STREAM, plan.cursors[side])
+        if plan.activity is not None:
+            await store_activity_state(sync, plan.activity, state.failed)
         report.calls = {"crm": sync.crm_budget.used, "esp": sync.esp_budget.used}
         await store.record_outcomes(report.run_id, state.outcomes)
         outcome: RunOutcome = "ok" if not report.rejected and not report.pending else "partial"
         await store.finish_run(report.run_id, outcome, report.counts())
     except BaseException as error:
         with anyio.CancelScope(shield=True):
-            await store.finish_run(report.run_id, "failed", report.counts(), detail=_describe(error))
+            await store.finish_run(report.run_id, "failed", report.counts(), detail=describe_error(error))
         raise
     return report
 
@@ -135,7 +144,8 @@ async def _run_batch(
         else:
             report.rejected[kind] += 1
             report.reasons[outcome.reason or "rejected"] += 1
-            state.failed.add(key)
+            if kind != "record_activity" or op.email is None:  # an event says nothing of the base
+                state.failed.add(key)
             state.outcomes.append((key, kind, "rejected", outcome.reason))
 
 
@@ -155,7 +165,7 @@ async def _settle_jobs(
         job_id = await sync.store.add_job(sync.name, side, job, batch[0].kind, msgspec.msgpack.encode(ops))
         final = await _poll(sync, adapter, job, job_id, ops)
         if final is None:
-            continue  # still running at the deadline: left pending, tracked in the store
+            continue  # still running after JOB_WAIT: left open in the store for the imports process
         for position, index in enumerate(indexes):
             outcomes[index] = (
                 final[position] if position < len(final) else Outcome(False, "job lost this row")
@@ -167,24 +177,28 @@ async def _poll(
     sync: Sync, adapter: Adapter, job: str, job_id: int, ops: Sequence[Op]
 ) -> Sequence[Outcome] | None:
     delay = POLL_FIRST
-    with anyio.move_on_after(JOB_TIMEOUT):
+    with anyio.move_on_after(JOB_WAIT):
         while True:
             status = await with_retries(lambda: adapter.poll(job, ops))
             await sync.store.update_job(job_id, status.state, status.terminal, status.detail)
             if status.terminal:
-                if status.outcomes:
-                    return status.outcomes
-                failed = Outcome(False, f"job {job} ended {status.state}: {status.detail or 'no detail'}")
-                return [failed] * len(ops)
+                return ended_outcomes(job, status, len(ops))
             await anyio.sleep(delay)
             delay = min(delay * 2, POLL_MAX)
-    await sync.store.update_job(job_id, "timed_out", True, f"not finished after {JOB_TIMEOUT:.0f}s")
     return None
 
 
+def ended_outcomes(job: str, status: JobStatus, count: int) -> Sequence[Outcome]:
+    """A terminal job's outcome per op: the vendor's own, or the job's failure for every op."""
+    if status.outcomes:
+        return status.outcomes
+    return [Outcome(False, f"job {job} ended {status.state}: {status.detail or 'no detail'}")] * count
+
+
 def _for_side(op: Op, rules: RuleSet) -> Op:
-    """A CRM op with its field names in the CRM's vocabulary (the plan speaks the ESP's)."""
-    if not op.changes:
+    """A CRM op with its field names in the CRM's vocabulary (the plan speaks the ESP's).
+    Activity ops already name CRM fields (campaign totals) or the activity's own details."""
+    if not op.changes or op.kind == "record_activity":
         return op
     kind: RecordKind = "lead" if op.record_kind == "lead" else "person"
     renamed: dict[str, Change] = {}
@@ -219,5 +233,5 @@ def _stored_fp(planned: int | None, state: _Progress, email: str, side: Side) ->
     return state.written.get((email, side)) if planned == WRITTEN else planned
 
 
-def _describe(error: BaseException) -> str:
+def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:500]

@@ -16,6 +16,7 @@ import anyio
 from rich.console import Console
 
 from engine.errors import ListsyncError, RulesError, SafetyStop, StalePlanError
+from engine.processes import DESCRIPTIONS, PROCESSES
 from engine.registry import UnknownAdapter
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_SAFETY = 0, 1, 2, 3
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--override-safety", action="store_true", help="apply a plan held by a safety threshold"
     )
     apply.add_argument("--quiet", action="store_true", help="do not print the plan before applying")
+    _process_option(apply)
 
     emulate = sub.add_parser("emulate", help="serve a vendor emulator with generated data on loopback")
     emulate.add_argument("name", help="workbooks or dotdigital")
@@ -71,11 +73,23 @@ def _plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--incremental", action="store_true", help="read only what changed since the last sync"
     )
+    _process_option(parser)
     parser.add_argument("--kind", action="append", default=[], help="show only ops of this kind (repeatable)")
     parser.add_argument(
         "--list", action="append", default=[], dest="lists", help="show only ops on this list"
     )
     parser.add_argument("--all", action="store_true", help="show every op, however many")
+
+
+def _process_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--process",
+        choices=PROCESSES,
+        default=None,
+        help="only this process's part: "
+        + "; ".join(f"{name}: {text}" for name, text in DESCRIPTIONS.items())
+        + " (default: all of them)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

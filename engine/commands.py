@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from engine.applying import ApplyReport, apply_plan
 from engine.errors import RulesError
+from engine.following import FollowReport, follow_jobs
 from engine.planning import check_fresh, make_plan
 from engine.plans import Plan, decode_plan, encode_plan
 from engine.rendering import as_json, render
@@ -38,7 +39,9 @@ async def validate(args: argparse.Namespace, out: Console, err: Console) -> int:
 async def plan(args: argparse.Namespace, out: Console, err: Console) -> int:
     loaded = load_rules(args.rules)
     async with open_sync(loaded) as sync:
-        made = await make_plan(sync, incremental=args.incremental)
+        if args.process == "imports":
+            return await _open_jobs(sync, out)
+        made = await make_plan(sync, incremental=args.incremental, process=args.process)
     if args.out is not None:
         args.out.write_bytes(encode_plan(made))
         err.print(f"Plan saved to {args.out}; apply it with `listsync apply {args.rules} --plan {args.out}`.")
@@ -55,11 +58,14 @@ async def plan(args: argparse.Namespace, out: Console, err: Console) -> int:
 async def apply(args: argparse.Namespace, out: Console, err: Console) -> int:
     loaded = load_rules(args.rules)
     async with open_sync(loaded) as sync:
+        if args.process == "imports":
+            print_follow_report(await follow_jobs(sync), out)
+            return 0
         if args.plan_file is not None:
             made = decode_plan(args.plan_file.read_bytes())
             await check_fresh(sync, made)
         else:
-            made = await make_plan(sync, incremental=args.incremental)
+            made = await make_plan(sync, incremental=args.incremental, process=args.process)
         if not args.quiet:
             render(made, out)
         report = await apply_with_progress(sync, made, err, override_safety=args.override_safety)
@@ -91,6 +97,28 @@ def print_report(report: ApplyReport, out: Console) -> None:
         f"{report.base_written:,} records confirmed; calls: "
         + ", ".join(f"{side.upper()} {n:,}" for side, n in report.calls.items())
         + f" (run {report.run_id})."
+    )
+    for reason, count in report.reasons.most_common(10):
+        out.print(f"  rejected {count:,}: {reason}", style="yellow")
+
+
+async def _open_jobs(sync: Sync, out: Console) -> int:
+    """The imports process makes no plan: what it would follow are the open jobs."""
+    jobs = await sync.store.open_jobs(sync.name)
+    if not jobs:
+        out.print("[green]No open import jobs.[/] The imports process has nothing to follow.")
+    for job in jobs:
+        out.print(
+            f"  ~ {job.kind:<16} {job.side.upper()} job {job.vendor_job_id}: {job.state}, {job.polls} poll(s)"
+        )
+    return 0
+
+
+def print_follow_report(report: FollowReport, out: Console) -> None:
+    jobs = ", ".join(f"{count:,} {state}" for state, count in report.jobs.items()) or "no open jobs"
+    out.print(
+        f"[bold]Imports followed:[/] {jobs}; rows of ended jobs: {report.rows['done']:,} done, "
+        f"{report.rows['rejected']:,} rejected (run {report.run_id})."
     )
     for reason, count in report.reasons.most_common(10):
         out.print(f"  rejected {count:,}: {reason}", style="yellow")

@@ -95,6 +95,9 @@ class Snapshot:
     lists: dict[str, str] = field(default_factory=dict)
     fields: dict[str, FieldType] = field(default_factory=dict)
     cursor: str | None = None
+    # CRM adapters: the field names each record type has ("person", "lead", "campaign"), from the
+    # CRM's own metadata, so the rules' mapped fields are checked before anything is written.
+    columns: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 class CallBudget(Protocol):

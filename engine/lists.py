@@ -51,18 +51,26 @@ class ListNamer:
     def __init__(self, rules: RuleSet, campaigns: Iterable[Campaign]) -> None:
         self._rules = rules
         self._by_key: dict[str, str] = {}
+        # List name -> campaign key, for every integrated campaign, open or not: a closed
+        # campaign's list no longer syncs, but activity on what it sent still belongs to it.
+        self.campaign_of_list: dict[str, str] = {}
+        open_statuses = {status.lower() for status in rules.campaigns.open_statuses}
         for campaign in campaigns:
-            if self._synced(campaign):
-                name = render_list_name(rules.lists.template, rules.lists.fallback, campaign)
-                if name:
-                    # Adapters may name a campaign by its key or by its name.
-                    self._by_key[campaign.key] = name
-                    self._by_key.setdefault(campaign.name, name)
+            if not self._integrated(campaign):
+                continue
+            name = render_list_name(rules.lists.template, rules.lists.fallback, campaign)
+            if not name:
+                continue
+            self.campaign_of_list.setdefault(name, campaign.key)
+            if not rules.campaigns.only_open or campaign.status.lower() in open_statuses:
+                # Adapters may name a campaign by its key or by its name.
+                self._by_key[campaign.key] = name
+                self._by_key.setdefault(campaign.name, name)
         master = rules.lists.master
         self.managed = frozenset(self._by_key.values()) | ({master} if master else frozenset())
         self._unsubscribed = {status.lower() for status in rules.campaigns.unsubscribed_statuses}
 
-    def _synced(self, campaign: Campaign) -> bool:
+    def _integrated(self, campaign: Campaign) -> bool:
         rules = self._rules.campaigns
         wanted = (
             "*" in rules.integrated or campaign.key in rules.integrated or campaign.name in rules.integrated
@@ -70,11 +78,7 @@ class ListNamer:
         if rules.flag_field is not None:
             flag = campaign.fields.get(rules.flag_field, "").strip().lower()
             wanted = wanted or flag in ("1", "true", "yes", "y")
-        if not wanted:
-            return False
-        if rules.only_open:
-            return campaign.status.lower() in {status.lower() for status in rules.open_statuses}
-        return True
+        return wanted
 
     def lists_for(self, memberships: Mapping[str, str]) -> frozenset[str]:
         """The managed lists a CRM record with these campaign memberships belongs in."""

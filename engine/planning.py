@@ -12,14 +12,17 @@ from collections.abc import Mapping, Sequence
 import msgspec
 import xxhash
 
+from engine.activity_planning import plan_activity
 from engine.changes import settle_absences
 from engine.contract import Snapshot
 from engine.errors import StalePlanError
 from engine.plans import Op, Plan, Tokens, order_ops
+from engine.processes import for_process
 from engine.reading import read_sides, reading_of
 from engine.reconciling import Account, BaseRow, candidates, reconcile
 from engine.records import Mapper
-from engine.ruleset import RuleSet, Side, context_digest
+from engine.rules_loading import refuse_missing_crm_fields
+from engine.ruleset import ProcessName, RuleSet, Side, context_digest
 from engine.safety import check_outage, threshold_stops
 from engine.session import SIDES, Sync
 
@@ -27,17 +30,20 @@ RECORDS_STREAM = "records"
 OPT_OUTS = frozenset({"opt_out_esp", "opt_out_crm"})
 
 
-async def make_plan(sync: Sync, *, incremental: bool = False) -> Plan:
-    """The plan that brings both sides of `sync` into agreement, without writing anything.
+async def make_plan(sync: Sync, *, incremental: bool = False, process: ProcessName | None = None) -> Plan:
+    """The plan that brings both sides of `sync` into agreement, without writing anything; with
+    `process`, the part of it that process applies (`engine.processes`).
 
     Each side's raw rows are released once sorted into changed and unchanged; a large side is
-    read in a worker process, in parallel with the other (`engine.reading`).
+    read in a worker process, in parallel with the other (`engine.reading`). The ESP's activity
+    feed is read only when the activity process is part of the plan.
     """
     rules, store, name = sync.rules, sync.store, sync.name
     base_version = await store.base_version(name)
     index = await store.fingerprint_index(name)
     stored_context = await store.base_context(name)
     crm_snapshot = await _snapshot(sync, "crm", incremental)
+    refuse_missing_crm_fields(sync.loaded, crm_snapshot.columns)
     esp_snapshot = await _snapshot(sync, "esp", incremental)
     context = _context(rules, crm_snapshot)
     trusted = stored_context == context
@@ -57,10 +63,14 @@ async def make_plan(sync: Sync, *, incremental: bool = False) -> Plan:
     base = await store.load_base_rows(name, candidates(crm, esp))
     result = reconcile(rules, crm, esp, base, managed, _account(sync, esp_snapshot))
     stops = await _safety(sync, result.ops, base, index.records)
-    return Plan(
+    ops = list(result.ops)
+    activity = await plan_activity(sync, campaigns) if process in (None, "activity") else None
+    if activity is not None:
+        ops += activity.ops
+    whole = Plan(
         rule_set=name,
         tokens=Tokens(base_version, crm_snapshot.version, esp_snapshot.version),
-        ops=order_ops(result.ops),
+        ops=order_ops(ops),
         targets=result.targets,
         fingerprints=result.fingerprints,
         safety_stops=stops,
@@ -71,7 +81,9 @@ async def make_plan(sync: Sync, *, incremental: bool = False) -> Plan:
             for side, snapshot in (("crm", crm_snapshot), ("esp", esp_snapshot))
             if snapshot.cursor is not None
         },
+        activity=activity.state if activity is not None else None,
     )
+    return for_process(whole, process)
 
 
 async def _snapshot(sync: Sync, side: Side, incremental: bool) -> Snapshot:

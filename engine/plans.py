@@ -14,6 +14,7 @@ from typing import Literal
 import msgspec
 from msgspec import Struct
 
+from engine.activity_feed import ActivityState
 from engine.records import Record
 from engine.values import Value
 
@@ -101,6 +102,11 @@ class Plan(Struct, frozen=True, omit_defaults=True):
     rejections: tuple[tuple[str, str, str], ...] = ()
     context: str = ""
     cursors: dict[str, str] = {}
+    # Set when cut down to one process (`engine.processes`): which, and how many ops it left to others.
+    process: str | None = None
+    deferred: int = 0
+    # The activity process's state to store once the plan is applied (`engine.activity_ops`).
+    activity: ActivityState | None = None
 
     @property
     def actionable(self) -> tuple[Op, ...]:

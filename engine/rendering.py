@@ -51,7 +51,11 @@ def render(
     """Print the plan for a person."""
     ops = select(plan.ops, kinds, lists)
     if not ops and not plan.rejections:
-        console.print("[green]No changes.[/] Both sides agree with the rules.")
+        if plan.deferred:
+            console.print(f"[green]No changes for the {plan.process} process.[/]")
+            console.print(_deferred_line(plan))
+        else:
+            console.print("[green]No changes.[/] Both sides agree with the rules.")
         return
     if len(ops) > LARGE:
         console.print(Text(summary_line(ops), style="bold"))
@@ -71,6 +75,8 @@ def render(
         )
     console.print()
     console.print(Text(summary_line(ops), style="bold"))
+    if plan.deferred:
+        console.print(_deferred_line(plan))
     for stop in plan.safety_stops:
         console.print(Text(f"Held: {stop}", style="bold red"))
     if plan.safety_stops:
@@ -85,6 +91,14 @@ def render(
             console.print(f"  {side.upper()} {email}: {reason}")
         if len(plan.rejections) > 20:
             console.print(f"  … {len(plan.rejections) - 20:,} more (see --json)", style="dim")
+
+
+def _deferred_line(plan: Plan) -> Text:
+    return Text(
+        f"{plan.deferred:,} more op(s) belong to other processes; the {plan.process} process leaves "
+        "them, and their contacts' base, for those.",
+        style="dim",
+    )
 
 
 def op_lines(op: Op) -> list[Text]:
@@ -108,9 +122,10 @@ def _subject(op: Op) -> str:
         return f"list {op.list!r}"
     if op.kind == "create_field":
         return f"field {op.field} ({op.field_type})"
-    subject = op.email or ""
+    subject = op.email or ("campaign" if op.kind == "record_activity" else "")
     if op.list is not None:
-        subject += f"  {'to' if op.kind == 'add_member' else 'from'} {op.list!r}"
+        preposition = {"add_member": "to", "record_activity": "on"}.get(op.kind, "from")
+        subject += f"  {preposition} {op.list!r}"
     if op.side is not None:
         subject += f"  [{op.side.upper()}]"
     return subject
@@ -129,7 +144,8 @@ def summary_line(ops: Sequence[Op]) -> str:
 
 
 def as_json(plan: Plan, *, kinds: Sequence[str] = (), lists: Sequence[str] = ()) -> bytes:
-    """``{"summary": {kind: count}, "ops": [...], "safety_stops": [...], "rejections": [...]}``."""
+    """``{"summary": {kind: count}, "ops": [...], "safety_stops": [...], "rejections": [...]}``, plus
+    ``process`` and ``deferred`` (ops left to other processes) for a plan cut to one process."""
     ops = select(plan.ops, kinds, lists)
     document: dict[str, Any] = {
         "summary": summarise(ops),
@@ -137,4 +153,6 @@ def as_json(plan: Plan, *, kinds: Sequence[str] = (), lists: Sequence[str] = ())
         "safety_stops": list(plan.safety_stops),
         "rejections": [{"side": s, "email": e, "reason": r} for s, e, r in plan.rejections],
     }
+    if plan.process is not None:
+        document |= {"process": plan.process, "deferred": plan.deferred}
     return msgspec.json.encode(document)

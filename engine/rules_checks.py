@@ -24,6 +24,8 @@ from engine.ruleset import (
     FieldMapping,
     FieldType,
     Lists,
+    RecordKind,
+    RuleSet,
     SideRules,
 )
 
@@ -220,4 +222,28 @@ def _check_template(
             precision = max(1, limit - (total - biggest))
             message += f"; truncate a placeholder, e.g. {{{field}:.{precision}}}"
         issues.append(Issue(where, message))
+    return issues
+
+
+def check_crm_fields(rules: RuleSet, columns: Mapping[str, frozenset[str]]) -> list[Issue]:
+    """Mapped CRM fields and campaign-totals fields the CRM does not have, by record type
+    (`columns`: what a CRM adapter read of its database's metadata; a type it does not list is not
+    checked)."""
+    issues: list[Issue] = []
+
+    def check(path: tuple[str | int, ...], record_type: str, field: str) -> None:
+        offered = columns.get(record_type)
+        if offered is None or field in offered:
+            return
+        close = difflib.get_close_matches(field, sorted(offered), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        issues.append(Issue(path, f"the CRM's {record_type} records have no field {field!r}{hint}"))
+
+    for index, mapping in enumerate(rules.fields):
+        for kind in get_args(RecordKind):
+            if mapping.applies(kind) and kind in rules.entities.kinds:
+                key = "crm_lead" if kind == "lead" and mapping.crm_lead else "crm"
+                check(("fields", index, key), kind, mapping.crm_field_for(kind))
+    for total, field in rules.activity.totals.named().items():
+        check(("activity", "totals", total), "campaign", field)
     return issues

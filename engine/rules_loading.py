@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from msgspec import Struct
 from engine.contract import Capabilities
 from engine.errors import PermanentError, RuleProblem, RulesError
 from engine.registry import adapter_factory
-from engine.rules_checks import Sections, check_rules
+from engine.rules_checks import Sections, check_crm_fields, check_rules
 from engine.rules_decoding import FAILED, SECRET_HINT, Issue, decode, decode_fields
 from engine.ruleset import FieldMapping, RuleSet, SecretRef, Side
 from engine.toml_positions import KeyPath, SourceMap, format_path
@@ -98,6 +98,13 @@ def load_rules(path: str | Path, *, check_adapters: bool = True) -> LoadedRules:
         crm_capabilities=crm_caps,
         esp_capabilities=esp_caps,
     )
+
+
+def refuse_missing_crm_fields(loaded: LoadedRules, columns: Mapping[str, frozenset[str]]) -> None:
+    """Raise `RulesError`, located in the rule file, for fields the CRM's metadata lacks."""
+    issues = check_crm_fields(loaded.rules, columns)
+    if issues:
+        raise RulesError(_locate(str(loaded.path), loaded.path.read_text(encoding="utf-8"), issues))
 
 
 def resolve_secret(ref: SecretRef, base_dir: Path) -> str:

@@ -20,6 +20,7 @@ AppliesTo = Literal["person", "lead", "both"]
 Direction = Literal["crm_to_esp", "esp_to_crm", "both"]
 Side = Literal["crm", "esp"]
 ProcessName = Literal["members", "contacts", "activity", "imports"]
+EventType = Literal["open", "click", "bounce", "unsubscribe"]
 
 Duration = Annotated[
     str,
@@ -156,6 +157,28 @@ class Intervals(_Rules, frozen=True, forbid_unknown_fields=True, kw_only=True):
     imports: Duration = "1m"
 
 
+class CampaignTotalsFields(_Rules, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """CRM campaign fields that hold the ESP's totals for the campaign; unset totals are not kept."""
+
+    sends: Name | None = None
+    opens: Name | None = None
+    clicks: Name | None = None
+    bounces: Name | None = None
+    unsubscribes: Name | None = None
+
+    def named(self) -> dict[str, str]:
+        """Total -> CRM field, for the totals that have one."""
+        return {name: field for name in self.__struct_fields__ if (field := getattr(self, name)) is not None}
+
+
+class Activity(_Rules, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """What the activity process brings back to the CRM."""
+
+    record: tuple[EventType, ...] = ("open", "click", "bounce", "unsubscribe")
+    backfill: Duration = "30d"
+    totals: CampaignTotalsFields = CampaignTotalsFields()
+
+
 class Safety(_Rules, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Thresholds that stop a plan before any write."""
 
@@ -184,6 +207,7 @@ class RuleSet(_Rules, frozen=True, forbid_unknown_fields=True, kw_only=True):
     campaigns: Campaigns = Campaigns()
     lists: Lists = Lists()
     intervals: Intervals = Intervals()
+    activity: Activity = Activity()
     safety: Safety = Safety()
 
     def mapping(self, esp_name: str) -> FieldMapping:

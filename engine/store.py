@@ -177,6 +177,10 @@ class StateStore:
         self._clock = clock
         self._lock = anyio.Lock()
 
+    def now(self) -> float:
+        """The store's clock, which stamps every row: job ages are measured against it."""
+        return self._clock()
+
     @classmethod
     async def open(cls, path: Path, *, clock: Clock = time.time) -> StateStore:
         """Open (creating it, and its directory, if missing) and migrate the database at `path`.

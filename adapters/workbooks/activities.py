@@ -12,13 +12,14 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from adapters.workbooks import rows
 from adapters.workbooks.client import WorkbooksClient
+from adapters.workbooks.rows import Kind
 from adapters.workbooks.saving import Reader, Ref
 from adapters.workbooks.wire import Value, WriteObject
 from engine.contract import Outcome
 from engine.plans import Op
 from engine.records import Campaign
 
-Targets = Callable[[Op], list[Ref] | str]
+Targets = Callable[[Op], list[Ref[Kind]] | str]
 Campaigns = Callable[[], Awaitable[Sequence[Campaign]]]
 
 
@@ -62,13 +63,13 @@ async def _activity(targets: Targets, campaigns: Campaigns, op: Op) -> tuple[str
     refs = targets(op)
     if isinstance(refs, str):
         return refs
-    campaign = await _campaign_id(campaigns, op.list)
+    campaign = await campaign_id(campaigns, op.list)
     if isinstance(campaign, str):
         return campaign
     return rows.activity_fields(op, campaign, refs[0].kind, refs[0].id)
 
 
-async def _campaign_id(campaigns: Campaigns, name: str | None) -> int | str:
+async def campaign_id(campaigns: Campaigns, name: str | None) -> int | str:
     """The campaign an activity belongs to, by key, name or public name; or why none is found."""
     if not name:
         return "record_activity needs the campaign in `list` (its key, name or public name)"
@@ -78,4 +79,4 @@ async def _campaign_id(campaigns: Campaigns, name: str | None) -> int | str:
     return f"no Workbooks campaign has the key or name {name!r}"
 
 
-__all__ = ["record"]
+__all__ = ["Campaigns", "campaign_id", "record"]

@@ -34,7 +34,7 @@ import httpx
 import msgspec
 import xxhash
 
-from adapters.workbooks import activities, rows
+from adapters.workbooks import activities, campaign_totals, rows
 from adapters.workbooks.client import Filter, WorkbooksClient
 from adapters.workbooks.rows import KINDS, LEAD, PERSON, Kind
 from adapters.workbooks.saving import Ref, save
@@ -87,8 +87,9 @@ class WorkbooksAdapter:
         self._client: WorkbooksClient | None = None
         self._columns: dict[str, list[str]] | None = None
         self._campaign_columns: list[str] | None = None
+        self._offered: dict[str, frozenset[str]] = {}  # record type -> field names, from the metadata
         self._campaigns: list[Campaign] | None = None
-        self._refs: dict[str, dict[tuple[str, int], Ref]] = {}  # email -> records with it
+        self._refs: dict[str, dict[tuple[str, int], Ref[Kind]]] = {}  # email -> records with it
         self._emails: dict[tuple[str, int], str] = {}  # (kind, id) -> the email it is indexed under
 
     @classmethod
@@ -165,6 +166,7 @@ class WorkbooksAdapter:
             deleted=await self._gone(deleted),
             campaigns=self._campaigns,
             cursor=newest.isoformat() if newest is not None else cursor,
+            columns=self._offered,
         )
 
     async def _delta_members(
@@ -222,6 +224,10 @@ class WorkbooksAdapter:
             campaign = offered.get(rows.CAMPAIGNS)
             fields = self._settings.campaign_fields
             self._campaign_columns = [f for f in fields if campaign is None or f in campaign]
+            types = {kind.name: kind.controller for kind in KINDS} | {"campaign": rows.CAMPAIGNS}
+            self._offered = {
+                name: frozenset(offered[path]) for name, path in types.items() if offered.get(path)
+            }
         return self._columns
 
     async def _read_campaigns(self) -> list[Campaign]:
@@ -284,11 +290,9 @@ class WorkbooksAdapter:
             return [Outcome(False, reason)] * len(ops)
         await self._resolve(op.email for op in ops if op.email)
         if kind == "record_activity":
-            return await activities.record(
-                self._api, self._chunked, self._targets, self._known_campaigns, ops
-            )
+            return await self._record_activity(ops)
         outcomes: list[Outcome | None] = [None] * len(ops)
-        targets: list[tuple[int, Ref, dict[str, Value]]] = []
+        targets: list[tuple[int, Ref[Kind], dict[str, Value]]] = []
         for index, op in enumerate(ops):
             refs = self._targets(op)
             if isinstance(refs, str):
@@ -307,7 +311,26 @@ class WorkbooksAdapter:
                 outcomes[index] = Outcome(False, "; ".join(found)) if found else Outcome(True)
         return [outcome or Outcome(False, "not attempted") for outcome in outcomes]
 
-    def _targets(self, op: Op) -> list[Ref] | str:
+    async def _record_activity(self, ops: Sequence[Op]) -> list[Outcome]:
+        """Per-contact events become online activities; ops without an email are campaign totals."""
+        events = [i for i, op in enumerate(ops) if op.email]
+        totals = [i for i, op in enumerate(ops) if not op.email]
+        outcomes: list[Outcome] = [Outcome(False, "not attempted")] * len(ops)
+        if events:
+            done = await activities.record(
+                self._api, self._chunked, self._targets, self._known_campaigns, [ops[i] for i in events]
+            )
+            for index, outcome in zip(events, done, strict=True):
+                outcomes[index] = outcome
+        if totals:
+            done = await campaign_totals.record_totals(
+                self._api, self._chunked, self._known_campaigns, [ops[i] for i in totals]
+            )
+            for index, outcome in zip(totals, done, strict=True):
+                outcomes[index] = outcome
+        return outcomes
+
+    def _targets(self, op: Op) -> list[Ref[Kind]] | str:
         if not op.email:
             return "the op names no email"
         refs = list(self._refs.get(rows.normal_email(op.email), {}).values())

@@ -94,6 +94,16 @@ def _email(rng: random.Random, first: str, last: str, n: int, *, malformed: bool
     return address.title() if mixed_case else address
 
 
+# Campaign fields a marketing team adds for the ESP's totals (rules/workbooks-dotdigital.toml names them).
+TOTALS_FIELDS = {
+    "cf_marketing_campaign_emails_sent": "Emails Sent",
+    "cf_marketing_campaign_email_opens": "Email Opens",
+    "cf_marketing_campaign_email_clicks": "Email Clicks",
+    "cf_marketing_campaign_email_bounces": "Email Bounces",
+    "cf_marketing_campaign_unsubscribes": "Unsubscribes",
+}
+
+
 def generate(
     state: WorkbooksState,
     *,
@@ -114,6 +124,8 @@ def generate(
     rng = random.Random(seed)
     now = state.now()
     state.add_custom_field("crm/campaigns", PUBLIC_NAME_FIELD, "string", "Public Name")
+    for name, title in TOTALS_FIELDS.items():
+        state.add_custom_field("crm/campaigns", name, "integer", title)
     state.add_custom_field("crm/people", "cf_person_interests", "text", "Interests")
     state.add_custom_field("crm/people", "cf_person_customer_since", "date", "Customer Since")
     state.add_custom_field("crm/people", "cf_person_loyalty_points", "integer", "Loyalty Points")

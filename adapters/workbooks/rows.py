@@ -261,8 +261,16 @@ def activity_fields(
     for name, column in ACTIVITY_FIELDS.items():
         value = details.get(name)
         if value is not None and not isinstance(value, bool):
-            fields[column] = value
+            fields[column] = _when(value) if name == "at" else value
     return key, fields
+
+
+def _when(value: Value) -> Value:
+    """An ISO 8601 time from the engine as a datetime, which the wire writes in Workbooks' format."""
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else value
+    except ValueError:
+        return value
 
 
 def escape(value: str) -> str:

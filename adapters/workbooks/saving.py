@@ -1,41 +1,54 @@
-"""Saving field updates to Workbooks people and leads, with one retry when a record went stale.
+"""Saving field updates to Workbooks records, with one retry when a record went stale.
 
 It exists apart from the adapter so the optimistic-locking rule reads in one place: every update
 carries the `lock_version` last seen; a stale one reloads the record's version and retries once; a
 record deleted meanwhile, or one that is still changing on the retry, gets a reason instead. The
-adapter finds the records (`Ref`) and builds the fields; this module only writes them.
+adapter finds the records (`Ref`: people and leads, or campaigns for their totals) and builds the
+fields; this module only writes them.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from adapters.workbooks.client import WorkbooksClient
-from adapters.workbooks.rows import KINDS, Kind
 from adapters.workbooks.wire import Value, WriteObject, WriteResult
 
 # Read `select` of the records of `controller` whose `column` is one of `values`, as the adapter does.
 Reader = Callable[[str, str, Sequence[str], Sequence[str]], AsyncIterator[dict[str, Any]]]
 
 
-@dataclass
-class Ref:
-    """One person or lead a write may target, with the lock version last seen."""
+class Table(Protocol):
+    """A Workbooks record type: what the engine calls it, and its controller path."""
 
-    kind: Kind
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def controller(self) -> str: ...
+
+
+T = TypeVar("T", bound=Table)
+
+
+@dataclass
+class Ref(Generic[T]):
+    """One record a write may target, with the lock version last seen."""
+
+    kind: T
     id: int
     lock_version: int
 
 
-Item = tuple[Ref, dict[str, Value]]
+Item = tuple[Ref[Any], dict[str, Value]]
 
 
 async def save(api: Callable[[], WorkbooksClient], read: Reader, items: Sequence[Item]) -> list[str | None]:
     """Update each record; None where saved, else why not. A stale record is reloaded and retried once."""
     errors: list[str | None] = [None] * len(items)
-    for kind in KINDS:
+    for kind in dict.fromkeys(ref.kind for ref, _ in items):
         indexes = [i for i, (ref, _) in enumerate(items) if ref.kind is kind]
         stale = await _put(api, kind, [items[i] for i in indexes], indexes, errors)
         if not stale:
@@ -61,7 +74,7 @@ async def save(api: Callable[[], WorkbooksClient], read: Reader, items: Sequence
 
 async def _put(
     api: Callable[[], WorkbooksClient],
-    kind: Kind,
+    kind: Table,
     items: Sequence[Item],
     indexes: Sequence[int],
     errors: list[str | None],
