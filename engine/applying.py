@@ -2,9 +2,10 @@
 
 Order: lists and fields, opt-outs, removals, upserts and memberships, CRM write-backs. A rejected op
 is recorded with its reason and the rest goes on. A write the vendor finishes later is stored as a
-job and polled to a terminal state, or for `JOB_WAIT` and then left to the imports process. Only when both adapters have made their writes durable is the
-base written, and then only for contacts whose every op was confirmed; a contact with a rejected or
-unfinished op keeps its old base and is planned again next time. A crash anywhere before that
+job and polled to a terminal state, or for `JOB_WAIT` and then left to the imports process. Only
+when both adapters have made their writes durable is the base written, and then only for contacts
+whose every op was confirmed; a contact with a rejected or unfinished op keeps its old base and is
+planned again next time. A crash anywhere before that
 commit leaves the base as it was, and the next plan finds the sides already agreeing.
 """
 

@@ -20,7 +20,7 @@ from functools import cache
 from msgspec import Struct
 
 from engine.consent import OPTED_OUT, decide
-from engine.plans import Change, Op
+from engine.plans import NEW_CONTACT, Change, Op
 from engine.records import Record
 from engine.ruleset import FieldMapping, RuleSet
 from engine.values import Value
@@ -86,7 +86,7 @@ def diff_record(
         ops = [op for op in ops if op.kind != "conflict"]  # nothing can be written to settle one
         fields, esp_changes, lists = kept, {}, esp_lists & crm_lists
     elif esp_changes or created:
-        upsert_reason = "new contact" if created else None
+        upsert_reason = NEW_CONTACT if created else None
         ops.append(
             Op("upsert_contact", email, record_kind=crm.kind, changes=esp_changes, reason=upsert_reason)
         )

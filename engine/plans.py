@@ -49,6 +49,7 @@ OP_KINDS: tuple[OpKind, ...] = (
     "conflict",
     "blocked_resubscribe",
 )
+NEW_CONTACT = "new contact"  # the reason of the upsert that creates a contact on the ESP
 REPORT_ONLY: frozenset[OpKind] = frozenset({"conflict", "blocked_resubscribe"})
 RANK: dict[str, int] = {kind: index for index, kind in enumerate(OP_KINDS)}
 

@@ -9,7 +9,9 @@ finds the parts already applied agreeing on both sides. Record cursors only adva
 deferred, because an incremental read from a later cursor would not see the deferred contacts again.
 
 Opt-outs belong to every process: whichever runs next carries them, so consent never waits for a
-slower process's interval.
+slower process's interval. The upsert that creates a contact belongs to `members` as well as to
+`contacts` (a campaign member cannot enter a list before the ESP has the contact), and so do the
+data fields it is created with.
 """
 
 from __future__ import annotations
@@ -18,14 +20,15 @@ from typing import get_args
 
 import msgspec
 
-from engine.plans import REPORT_ONLY, OpKind, Plan
+from engine.plans import NEW_CONTACT, REPORT_ONLY, Op, OpKind, Plan
 from engine.ruleset import ProcessName
 
 PROCESSES: tuple[ProcessName, ...] = get_args(ProcessName)
 
 CONSENT: frozenset[OpKind] = frozenset({"opt_out_esp", "opt_out_crm"})
 PROCESS_OPS: dict[ProcessName, frozenset[OpKind]] = {
-    "members": CONSENT | {"create_list", "add_member", "remove_member"},
+    # create_field too: the contacts members creates arrive with their mapped fields.
+    "members": CONSENT | {"create_list", "create_field", "add_member", "remove_member"},
     "contacts": CONSENT | {"create_field", "upsert_contact", "update_crm"},
     "activity": CONSENT | {"mark_undeliverable_crm", "record_activity"},
     "imports": frozenset(),
@@ -38,14 +41,20 @@ DESCRIPTIONS: dict[ProcessName, str] = {
 }
 
 
+def belongs(op: Op, process: ProcessName) -> bool:
+    """Whether `process` applies `op` (report-only ops are shown by every process)."""
+    if op.kind in PROCESS_OPS[process] or op.kind in REPORT_ONLY:
+        return True
+    return process == "members" and op.kind == "upsert_contact" and op.reason == NEW_CONTACT
+
+
 def for_process(plan: Plan, process: ProcessName | None) -> Plan:
     """The part of `plan` that `process` applies (all of it for None), with deferred contacts' targets
     dropped. Report-only ops (conflicts, blocked resubscribes) are shown by every process."""
     if process is None:
         return plan
-    kinds = PROCESS_OPS[process] | REPORT_ONLY
-    kept = tuple(op for op in plan.ops if op.kind in kinds)
-    left = [op for op in plan.ops if op.kind not in kinds]
+    kept = tuple(op for op in plan.ops if belongs(op, process))
+    left = [op for op in plan.ops if not belongs(op, process)]
     # Activity records events; it never changes what a contact's base should be.
     waiting = {op.email for op in left if op.email is not None and op.kind != "record_activity"}
     return msgspec.structs.replace(

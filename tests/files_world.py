@@ -12,6 +12,7 @@ from engine.applying import ApplyReport, apply_plan
 from engine.planning import make_plan
 from engine.plans import Plan
 from engine.rules_loading import LoadedRules, load_rules
+from engine.ruleset import ProcessName
 from engine.session import Sync, open_sync
 
 RULES = """
@@ -96,13 +97,15 @@ class World:
         async with open_sync(self.rules) as sync:
             yield sync
 
-    async def plan(self, *, incremental: bool = False) -> Plan:
+    async def plan(self, *, incremental: bool = False, process: ProcessName | None = None) -> Plan:
         async with self.sync() as sync:
-            return await make_plan(sync, incremental=incremental)
+            return await make_plan(sync, incremental=incremental, process=process)
 
-    async def apply(self, *, override_safety: bool = False, incremental: bool = False) -> ApplyReport:
+    async def apply(
+        self, *, override_safety: bool = False, incremental: bool = False, process: ProcessName | None = None
+    ) -> ApplyReport:
         async with self.sync() as sync:
-            plan = await make_plan(sync, incremental=incremental)
+            plan = await make_plan(sync, incremental=incremental, process=process)
             return await apply_plan(sync, plan, override_safety=override_safety)
 
 

@@ -17,6 +17,8 @@ from adapters.workbooks.emulator_data import generate
 from adapters.workbooks.emulator_state import DEFAULT_API_KEY, WorkbooksState
 from engine.applying import apply_plan
 from engine.budgets import Budgets
+from engine.errors import RulesError
+from engine.following import follow_jobs
 from engine.planning import make_plan
 from engine.plans import Plan
 from engine.rules_loading import load_rules
@@ -67,6 +69,13 @@ class World:
                 return record
         raise KeyError(email)
 
+    def email_of(self, person_id: int) -> str:
+        return str(self.crm.get("crm/people", person_id)["main_location[email]"]).strip().lower()
+
+    def contact_in_books(self, email: str) -> set[str]:
+        contact = self.esp.contact_by_email(email)
+        return {book.name for book in self.esp.books_of(contact.id)} if contact else set()
+
     def contact_opted_out(self, email: str) -> bool:
         contact = self.esp.contact_by_email(email)
         return contact is not None and (contact.status != "Subscribed" or contact.id in self.esp.suppressions)
@@ -111,4 +120,78 @@ async def test_opt_outs_made_on_either_side_end_up_on_both_and_nobody_is_resubsc
     again = await world.plan_and_apply()
     assert "blocked_resubscribe" in {op.kind for op in again.ops}
     assert world.contact_opted_out(in_esp) and world.person(in_esp)["no_email_soliciting"]
+    assert (await world.plan()).ops == ()
+
+
+async def test_a_member_removed_from_the_campaign_leaves_the_address_book(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = World(tmp_path, monkeypatch)
+    await world.plan_and_apply()
+    member = next(
+        m for m in world.crm.live("crm/campaign_membership")
+        if m["party_or_lead_type"] == "Private::Crm::Person"
+        and world.contact_in_books(world.email_of(m["party_or_lead_id"]))
+    )  # fmt: skip
+    email = world.email_of(member["party_or_lead_id"])
+    before = world.contact_in_books(email)
+    world.crm.delete("crm/campaign_membership", member["id"])
+    plan = await world.plan_and_apply()
+    removed = {op.list for op in plan.ops if op.kind == "remove_member" and op.email == email}
+    assert len(removed) == 1
+    assert world.contact_in_books(email) == before - removed
+    assert (await world.plan()).ops == ()
+
+
+async def test_a_mapped_crm_field_the_database_lacks_stops_the_plan_at_its_rule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = World(tmp_path, monkeypatch)
+    path = tmp_path / "rules.toml"
+    path.write_text(path.read_text().replace('crm = "cf_person_interests"', 'crm = "cf_person_intrests"'))
+    world.rules = load_rules(path)
+    with pytest.raises(RulesError) as raised:
+        await world.plan()
+    [problem] = raised.value.problems
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "cf_person_intrests" in text)
+    assert (problem.line, problem.path) == (line, "fields[2].crm")
+    assert "'cf_person_interests'" in problem.message  # the nearest real field
+    assert world.esp.contacts == {}  # nothing was written
+
+
+async def test_the_imports_process_follows_a_job_the_apply_left_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = World(tmp_path, monkeypatch)
+    monkeypatch.setattr(engine.applying, "JOB_WAIT", 0.05)
+    world.esp.tune(import_polls=10_000)  # imports run until the test lets them finish
+    async with world.sync() as sync:
+        report = await apply_plan(sync, await make_plan(sync))
+        assert report.pending["add_member"] > 0
+        assert report.base_written < report.pending["upsert_contact"]  # no base for pending rows
+        assert await follow_jobs(sync) is not None
+        still = await sync.store.open_jobs(sync.name)
+        assert still and all(job.state == "NotFinished" for job in still)
+    for job in world.esp.imports.values():
+        job.polls_needed = 0  # Dotdigital gets round to them
+    async with world.sync() as sync:
+        followed = await follow_jobs(sync)
+        assert followed.jobs["Finished"] == len(still)
+        assert followed.rows["done"] > 0
+        assert await sync.store.open_jobs(sync.name) == []
+    # The rows those imports carried are in Dotdigital now: the next sync converges without them.
+    again = await world.plan_and_apply()
+    assert not [op for op in again.ops if op.kind == "add_member"]
+    assert (await world.plan()).ops == ()
+
+
+async def test_each_process_alone_then_together_converge_over_both_vendors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = World(tmp_path, monkeypatch)
+    for process in ("members", "contacts", "activity"):
+        async with world.sync() as sync:
+            report = await apply_plan(sync, await make_plan(sync, process=process))
+            assert sum(report.rejected.values()) == 0, report.reasons
+    assert world.esp.address_books and world.esp.data_fields
     assert (await world.plan()).ops == ()

@@ -1,0 +1,105 @@
+"""The four processes: each applies its own part of the plan, and together they converge.
+
+Over the files adapter, end to end. What must hold: a process applies only its kinds of op (and
+every opt-out), a contact with work left for another process keeps its base, record cursors do
+not move past deferred work, and running the processes one after another ends where one whole
+apply ends.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.plans import REPORT_ONLY
+from engine.processes import CONSENT, PROCESS_OPS, belongs
+from tests.files_world import World, crm_person
+
+pytestmark = pytest.mark.asyncio
+
+
+def people(n: int) -> list[dict[str, object]]:
+    return [crm_person(f"p{i}@example.com") for i in range(n)]
+
+
+async def changed_world(root: Path) -> World:
+    """A synced world, then changes of every process's kind on both sides."""
+    root.mkdir(exist_ok=True)
+    world = World(root)
+    world.write("crm.jsonl", [*people(8), crm_person("lead@example.com", kind="lead", score="1")])
+    await world.apply()
+    make_changes(world)
+    return world
+
+
+def make_changes(world: World) -> None:
+    world.edit("crm.jsonl", "p1@example.com", first_name="Renamed")  # contacts
+    world.edit("crm.jsonl", "p2@example.com", lists=[])  # members: leaves CRM Spring
+    world.edit("crm.jsonl", "p3@example.com", opted_out=True)  # consent, CRM side
+    world.edit("esp.jsonl", "p4@example.com", opted_out=True, opt_out_reason="unsubscribed")
+    world.edit("crm.jsonl", "p5@example.com", first_name="Both", lists=[])  # contacts and members
+    rows = list(world.read("crm.jsonl").values())
+    world.write("crm.jsonl", [*rows, crm_person("new@example.com")])  # all of them
+
+
+async def test_each_process_plans_only_its_kinds_and_every_opt_out(tmp_path: Path) -> None:
+    world = await changed_world(tmp_path)
+    whole = await world.plan()
+    for process in ("members", "contacts", "activity"):
+        part = await world.plan(process=process)
+        assert [op for op in whole.ops if belongs(op, process)] == list(part.ops)
+        assert {op.kind for op in part.ops} <= PROCESS_OPS[process] | REPORT_ONLY | {"upsert_contact"}
+        assert part.deferred == len(whole.ops) - len(part.ops)
+        opt_outs = {(op.kind, op.email) for op in part.ops if op.kind in CONSENT}
+        assert opt_outs == {("opt_out_esp", "p3@example.com"), ("opt_out_crm", "p4@example.com")}
+    members = await world.plan(process="members")
+    creating = [op.email for op in members.ops if op.kind == "upsert_contact"]
+    assert creating == ["new@example.com"]  # a new member needs the contact; p1's rename waits
+
+
+async def test_processes_one_after_another_end_where_one_whole_apply_ends(tmp_path: Path) -> None:
+    split, whole = await changed_world(tmp_path / "split"), await changed_world(tmp_path / "whole")
+    await whole.apply()
+    for process in ("members", "contacts", "activity"):
+        report = await split.apply(process=process)
+        assert sum(report.rejected.values()) == 0
+    assert split.read("esp.jsonl") == whole.read("esp.jsonl")
+    assert split.read("crm.jsonl") == whole.read("crm.jsonl")
+    assert (await split.plan()).ops == ()
+
+
+async def test_a_contact_with_work_left_for_another_process_keeps_its_base(tmp_path: Path) -> None:
+    world = await changed_world(tmp_path)
+    members = await world.plan(process="members")
+    # p5 changed a field and left a campaign: members removes it, contacts still owes the rename.
+    assert "p5@example.com" not in members.targets
+    assert "p2@example.com" in members.targets  # only membership work: committed by members
+    await world.apply(process="members")
+    assert "CRM Spring" not in world.read("esp.jsonl")["p5@example.com"]["lists"]
+    contacts = await world.plan(process="contacts")
+    assert [(op.kind, op.email) for op in contacts.ops if op.email == "p5@example.com"] == [
+        ("upsert_contact", "p5@example.com")
+    ]
+    await world.apply(process="contacts")
+    assert world.read("esp.jsonl")["p5@example.com"]["FIRSTNAME"] == "Both"
+    assert (await world.plan()).ops == ()
+
+
+async def test_record_cursors_stay_put_while_work_is_deferred(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    world.write("crm.jsonl", people(6))
+    await world.apply()
+    async with world.sync() as sync:
+        await sync.store.set_cursor(sync.name, "crm", "records", "before")
+    world.write("crm-delta.jsonl", [crm_person("p1@example.com", first_name="Delta", lists=[])])
+    await world.apply(incremental=True, process="members")
+    async with world.sync() as sync:
+        assert await sync.store.get_cursor(sync.name, "crm", "records") == "before"
+    # The rename is still seen incrementally, because the cursor did not move past it.
+    contacts = await world.plan(incremental=True, process="contacts")
+    assert [(op.kind, op.email) for op in contacts.ops] == [("upsert_contact", "p1@example.com")]
+    await world.apply(incremental=True)  # every process: nothing deferred, the cursor moves
+    async with world.sync() as sync:
+        assert await sync.store.get_cursor(sync.name, "crm", "records") != "before"
+    assert world.read("esp.jsonl")["p1@example.com"]["FIRSTNAME"] == "Delta"
