@@ -271,6 +271,10 @@ class DotdigitalClient:
     def campaigns_with_activity_since(self, when: datetime) -> AsyncIterator[wire.ApiCampaign]:
         return self._paged(f"/v2/campaigns/with-activity-since/{_since(when)}", list[wire.ApiCampaign])
 
+    def campaign_address_books(self, campaign_id: int) -> AsyncIterator[wire.ApiAddressBook]:
+        """The address books the campaign has been sent to."""
+        return self._paged(f"/v2/campaigns/{campaign_id}/address-books", list[wire.ApiAddressBook])
+
     def campaign_activities(
         self, campaign_id: int, since: datetime | None = None
     ) -> AsyncIterator[wire.ApiCampaignContactSummary]:

@@ -9,7 +9,8 @@ activity sync needs, per sent campaign: ``GET /v2/campaigns/with-activity-since/
 ``GET /v2/campaigns/{id}/activities[/since-date/{date}]`` (``ApiCampaignContactSummary``: counts plus the
 ``hardBounced``/``softBounced``/``unsubscribed`` flags, v2's only per-campaign bounce and opt-out source),
 ``GET /v2/campaigns/{id}/opens[/since-date/{date}]`` and ``/clicks[/since-date/{date}]`` for single events,
-``GET /v2/campaigns/{id}/hard-bouncing-contacts`` and ``GET /v2/campaigns/{id}/summary`` for totals.
+``GET /v2/campaigns/{id}/hard-bouncing-contacts`` and ``GET /v2/campaigns/{id}/summary`` for totals, and
+``GET /v2/campaigns/{id}/address-books`` for the books it was sent to (those that still exist).
 """
 
 from __future__ import annotations
@@ -251,6 +252,12 @@ async def campaign_summary(state: DotdigitalState, request: Request) -> Response
     return ok(render_summary(state, _campaign_of(state, request)))
 
 
+async def campaign_books(state: DotdigitalState, request: Request) -> Response:
+    campaign = _campaign_of(state, request)
+    books = [state.address_books[i] for i in campaign.book_ids if i in state.address_books]
+    return ok([b.wire() for b in page(request, books)])
+
+
 async def campaign_activities(state: DotdigitalState, request: Request) -> Response:
     campaign = _campaign_of(state, request)
     since = date_param(request) if "date" in request.path_params else None
@@ -328,6 +335,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/v2/campaigns", list_campaigns),
     ("GET", "/v2/campaigns/with-activity-since/{date}", campaigns_with_activity),
     ("GET", _C + "/summary", campaign_summary),
+    ("GET", _C + "/address-books", campaign_books),
     ("GET", _C + "/activities", campaign_activities),
     ("GET", _C + "/activities/since-date/{date}", campaign_activities),
     ("GET", _C + "/opens", campaign_opens),

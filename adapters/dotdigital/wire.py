@@ -195,7 +195,11 @@ class ApiCampaignClick(msgspec.Struct, rename="camel", frozen=True, kw_only=True
 
 
 class ApiCampaignSummary(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
-    """A sent campaign's totals (the main counters; the many percentages are left to the vendor's UI)."""
+    """A sent campaign's totals (the main counters; the many percentages are left to the vendor's UI).
+
+    v2 counts each twice over: ``numX`` is the HTML version's, ``numTextX`` the plain-text version's, and
+    ``numTotalX`` both together (Dotdigital's own SDK documents them so).
+    """
 
     date_sent: datetime | None = None
     num_sent: int = 0
@@ -208,6 +212,12 @@ class ApiCampaignSummary(msgspec.Struct, rename="camel", frozen=True, kw_only=Tr
     num_soft_bounces: int = 0
     num_unsubscribes: int = 0
     num_isp_complaints: int = 0
+    num_total_sent: int = 0
+    num_total_opens: int = 0
+    num_total_clicks: int = 0
+    num_total_hard_bounces: int = 0
+    num_total_soft_bounces: int = 0
+    num_total_unsubscribes: int = 0
 
 
 # -- the bulk import's CSV files -----------------------------------------------------------------------------

@@ -366,3 +366,19 @@ async def test_generate_activity_marks_hard_bounces_suppressed() -> None:
     assert len(since.json()) == 20
     assert conforms(done, "/v2/contacts/deletion/{deletionRequestId}")["status"] == "Completed"
     assert 1 not in book.members and 3 in book.members
+
+
+@pytest.mark.asyncio
+async def test_a_campaigns_address_books_are_the_existing_books_it_was_sent_to() -> None:
+    state = DotdigitalState()
+    books = [state.create_address_book(name) for name in ("Spring", "Webinar", "Gone", "Unused")]
+    campaign = state.add_campaign("Launch", book_ids=[b.id for b in books[:3]])
+    del state.address_books[books[2].id]
+    async with client(state) as http:
+        every = await http.get(f"/v2/campaigns/{campaign.id}/address-books")
+        second = await http.get(f"/v2/campaigns/{campaign.id}/address-books?select=1&skip=1")
+        missing = await http.get("/v2/campaigns/999/address-books")
+    pattern = "/v2/campaigns/{campaignId}/address-books"
+    assert [b["name"] for b in conforms(every, pattern)] == ["Spring", "Webinar"]
+    assert [b["name"] for b in conforms(second, pattern)] == ["Webinar"]
+    assert missing.json()["message"].endswith("ERROR_CAMPAIGN_NOT_FOUND")
