@@ -73,6 +73,7 @@ class ActivityState(Struct, frozen=True):
     cursor: str | None = None
     esp: dict[str, CampaignTotals] = {}  # ESP campaign id -> its latest totals
     crm: dict[str, Sums] = {}  # CRM campaign key -> the sums last written on it
+    recent: frozenset[str] = frozenset()  # keys of the last read's latest events, which it may re-read
 
 
 class ActivitySource(Protocol):

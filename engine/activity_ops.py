@@ -5,6 +5,10 @@ to the ones the contact is a member of (by the base), or all of them when the co
 more (an open still counts for the campaign after the person left it). Events of contacts listsync
 does not sync, and of lists no integrated campaign owns, are not the CRM's business and are skipped.
 
+A cursor may overlap the window read before (against clock skew), so the keys of the last read's
+latest events (those within `RECENT` of its newest) are kept, and an event with one of them is not
+planned again; an older one re-read is harmless too, as the CRM adapter writes each key once.
+
 Totals: an ESP reports a campaign's totals to date, and a CRM campaign may be sent by several ESP
 campaigns, so `ActivityState` keeps the latest totals of every ESP campaign seen and, per CRM
 campaign, the sums last written there. A CRM campaign gets an op whenever its sums differ from what
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 import msgspec
 
@@ -24,6 +29,7 @@ from engine.ruleset import Activity
 from engine.values import Value
 
 TOTALS_REASON = "campaign totals from the ESP"
+RECENT = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -45,16 +51,18 @@ def activity_ops(
     ops = [
         op
         for event in feed.events
-        if event.type in wanted and event.email in member_lists
+        if event.type in wanted and event.email in member_lists and event.key not in stored.recent
         for op in _event_ops(event, campaign_of_list, member_lists[event.email])
     ]
+    newest = max((event.at for event in feed.events), default=None)
+    recent = frozenset(e.key for e in feed.events if newest is not None and e.at >= newest - RECENT)
     esp = {**stored.esp, **{totals.campaign: totals for totals in feed.totals}}
     sums = _sums(esp.values(), campaign_of_list)
     fields = rules.totals.named()
     if fields:
         ops.extend(_totals_op(key, stored.crm.get(key, {}), now, fields) for key, now in sums.items()
                    if stored.crm.get(key) != now)  # fmt: skip
-    return ActivityPlan(ops, ActivityState(feed.cursor, esp, sums if fields else {}))
+    return ActivityPlan(ops, ActivityState(feed.cursor, esp, sums if fields else {}, recent))
 
 
 def settled(planned: ActivityState, stored: ActivityState, failed: Iterable[str]) -> ActivityState:

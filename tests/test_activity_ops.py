@@ -3,7 +3,9 @@ campaign, under which key, and how campaign totals are summed and retried."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+import msgspec
 
 from engine.activity_feed import ActivityEvent, ActivityFeed, ActivityState, CampaignTotals
 from engine.activity_ops import TOTALS_REASON, activity_ops, settled
@@ -101,3 +103,12 @@ def test_without_totals_fields_nothing_is_written_to_campaigns() -> None:
     assert planned.ops == []
     assert planned.state.crm == {}
     assert planned.state.esp == {"1": totals}
+
+
+def test_events_the_last_read_planned_are_not_planned_again_from_the_overlap() -> None:
+    members = {"a@x.com": frozenset({"Spring"}), "b@x.com": frozenset({"Spring"})}
+    old = msgspec.structs.replace(event("b@x.com"), key="old", at=AT - timedelta(days=2))
+    first = activity_ops(feed(event("a@x.com"), old), Activity(), LISTS, members, ActivityState())
+    assert first.state.recent == {event("a@x.com").key}  # "old" is too far behind to be re-read
+    again = activity_ops(feed(event("a@x.com"), event("b@x.com")), Activity(), LISTS, members, first.state)
+    assert [op.email for op in again.ops] == ["b@x.com"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -11,6 +13,7 @@ import pytest
 
 import engine.applying
 from adapters.dotdigital.emulator import create_app as dotdigital_app
+from adapters.dotdigital.emulator_data import ActivityShares
 from adapters.dotdigital.emulator_state import DotdigitalState, Knobs
 from adapters.workbooks.emulator import create_app as workbooks_app
 from adapters.workbooks.emulator_data import generate
@@ -38,7 +41,7 @@ class World:
         monkeypatch.setattr(engine.applying, "POLL_FIRST", 0.01)
         self.crm = WorkbooksState(seed=5)
         generate(self.crm, seed=5, people=120, leads=40)
-        self.esp = DotdigitalState(Knobs(rate_scheme="none"), seed=5)
+        self.esp = DotdigitalState(Knobs(rate_scheme="none"), seed=5, started_at=datetime.now(UTC))
         self.rules = load_rules(root / "rules.toml")
 
     @asynccontextmanager
@@ -67,6 +70,16 @@ class World:
         for record in self.crm.records["crm/people"].values():
             if str(record.get("main_location[email]", "")).lower() == email and not record.get("is_deleted"):
                 return record
+        raise KeyError(email)
+
+    def person_or_lead(self, email: str) -> dict[str, object]:
+        for controller, column in (
+            ("crm/people", "main_location[email]"),
+            ("crm/sales_leads", "org_lead_party[main_location[email]]"),
+        ):
+            for record in self.crm.live(controller):
+                if str(record.get(column, "")).strip().lower() == email:
+                    return record
         raise KeyError(email)
 
     def email_of(self, person_id: int) -> str:
@@ -195,3 +208,42 @@ async def test_each_process_alone_then_together_converge_over_both_vendors(
             assert sum(report.rejected.values()) == 0, report.reasons
     assert world.esp.address_books and world.esp.data_fields
     assert (await world.plan()).ops == ()
+
+
+async def test_activity_lands_once_with_campaign_totals_and_bounces_mark_the_crm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = World(tmp_path, monkeypatch)
+    await world.plan_and_apply()
+    book = max(world.esp.address_books.values(), key=lambda b: len(world.esp.members(b.id)))
+    sent = world.esp.add_campaign("November news", book_ids=[book.id])  # sent after the last sync
+    world.esp.generate_activity(sent.id, ActivityShares(hard_bounce=0.05, open=0.6, click=0.5))
+    expected = sent.activity.values()
+    opens = sum(len(a.opens) for a in expected)
+    assert opens and any(a.hard_bounced for a in expected)
+
+    async with world.sync() as sync:
+        plan = await make_plan(sync, process="activity")
+        report = await apply_plan(sync, plan)
+    assert report.rejected["record_activity"] == 0, report.reasons
+    activities = world.crm.live("crm/online_activities")
+    by_type = Counter(a["online_activity_type"] for a in activities)
+    assert by_type["Email Open"] == opens
+    assert by_type["Click Through"] == sum(len(a.clicks) for a in expected)
+    assert by_type["Email Bounce"] == sum(1 for a in expected if a.hard_bounced or a.soft_bounced)
+    campaign_id = activities[0]["marketing_campaign_id"]
+    assert {a["marketing_campaign_id"] for a in activities} == {campaign_id}
+    assert world.crm.get("crm/campaigns", campaign_id)["cf_marketing_campaign_email_opens"] == opens
+    # Hard bounces came back as the CRM's undeliverable flag, in the same run.
+    bounced = next(a.email for a in expected if a.hard_bounced)
+    record = world.person_or_lead(bounced)
+    assert [v for k, v in record.items() if "email_address_undeliverable" in k] == [True]
+
+    # The next run re-reads the cursor's overlap and plans none of it again.
+    assert (await world.plan()).ops == ()
+    # Even a run that forgot everything and re-reads the whole window writes nothing twice.
+    async with world.sync() as sync:
+        await sync.store.set_cursor(sync.name, "esp", "activity", '{"cursor": null}')
+    replay = await world.plan_and_apply()
+    assert sum(op.kind == "record_activity" and op.email is not None for op in replay.ops) > 0
+    assert len(world.crm.live("crm/online_activities")) == len(activities)

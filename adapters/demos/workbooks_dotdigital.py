@@ -14,6 +14,7 @@ import os
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -39,7 +40,7 @@ class WorkbooksDotdigitalDemo:
 
     def __init__(self) -> None:
         self.crm = WorkbooksState(seed=11)
-        self.esp = DotdigitalState(Knobs(rate_scheme="none"), seed=11)
+        self.esp = DotdigitalState(Knobs(rate_scheme="none"), seed=11, started_at=datetime.now(UTC))
         self.rng = random.Random(11)
 
     @asynccontextmanager

@@ -30,7 +30,8 @@ import xxhash
 
 from adapters.dotdigital import wire
 from adapters.dotdigital.client import DotdigitalClient
-from engine.activity_feed import ActivityEvent, ActivityFeed, CampaignTotals, EventType
+from engine.activity_feed import ActivityEvent, ActivityFeed, CampaignTotals
+from engine.ruleset import EventType
 
 
 async def read_activity(api: DotdigitalClient, after: datetime, started: datetime) -> ActivityFeed:
