@@ -110,7 +110,7 @@ async def apply_plan(
                     await store.set_cursor(sync.name, side, RECORDS_STREAM, plan.cursors[side])
         if plan.activity is not None:
             await store_activity_state(sync, plan.activity, state.failed)
-        report.calls = {"crm": sync.crm_budget.used, "esp": sync.esp_budget.used}
+        report.calls = sync.calls_used()
         await store.record_outcomes(report.run_id, state.outcomes)
         outcome: RunOutcome = "ok" if not report.rejected and not report.pending else "partial"
         await store.finish_run(report.run_id, outcome, report.counts())

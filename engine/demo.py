@@ -3,8 +3,9 @@
 A kit (registered in the ``listsync.demos`` entry-point group by an adapter package) sets up both
 sides and a rule file (vendor kits start their emulators in-process and route the sides to them),
 and can then change both sides the way people do between syncs. The demo plans and applies the
-initial sync, applies a round of edits from both sides, and finally shows that, once a person
-settles any conflict it parked, planning again finds nothing left to do.
+initial sync, applies a round of edits from both sides, runs the four processes one by one as the
+service would (each with its own plan), and finally shows that, once a person settles any conflict
+it parked, planning again finds nothing left to do.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from typing import Protocol
 from rich.console import Console
 from rich.rule import Rule
 
-from engine.commands import apply_with_progress, print_report
+from engine.commands import apply_with_progress, print_follow_report, print_report
 from engine.contract import DemoSetup
+from engine.following import follow_jobs
 from engine.planning import make_plan
+from engine.processes import DESCRIPTIONS, PROCESSES
 from engine.rendering import render
 from engine.rules_loading import LoadedRules, load_rules
+from engine.ruleset import ProcessName
 from engine.session import open_sync
 
 SHOWN = 25
@@ -53,7 +57,9 @@ async def run_demo(kit: DemoKit, out: Console, err: Console, directory: Path | N
         for edit in edits:
             out.print(f"  - {edit}")
         out.print()
-        await _round(loaded, setup, "3. The next sync: three-way diff against the base", out, err)
+        for number, process in enumerate(PROCESSES):
+            title = f"3{'abcd'[number]}. The {process} process: {DESCRIPTIONS[process]}"
+            await _round(loaded, setup, title, out, err, process=process)
         settled = await kit.settle_conflicts(setup.rules.parent)
         out.print(
             Rule(
@@ -70,10 +76,22 @@ async def run_demo(kit: DemoKit, out: Console, err: Console, directory: Path | N
         return 0 if not final.has_changes else 1
 
 
-async def _round(loaded: LoadedRules, setup: DemoSetup, title: str, out: Console, err: Console) -> None:
+async def _round(
+    loaded: LoadedRules,
+    setup: DemoSetup,
+    title: str,
+    out: Console,
+    err: Console,
+    *,
+    process: ProcessName | None = None,
+) -> None:
     out.print(Rule(title))
     async with open_sync(loaded, budgets=setup.budgets, extras=setup.extras) as sync:
-        plan = await make_plan(sync)
+        if process == "imports":
+            print_follow_report(await follow_jobs(sync), out)
+            out.print()
+            return
+        plan = await make_plan(sync, process=process)
         render(plan, out, limit=None if len(plan.ops) <= 2 * SHOWN else SHOWN)
         out.print()
         report = await apply_with_progress(sync, plan, err, override_safety=False)

@@ -36,6 +36,13 @@ class Sync:
     esp_capabilities: Capabilities
     crm_budget: Budget
     esp_budget: Budget
+    # Budgets are per account and outlive a sync (a demo or service opens many): the counts at open.
+    used_at_open: tuple[int, int] = (0, 0)
+
+    def calls_used(self) -> dict[str, int]:
+        """Vendor calls made on each side since this sync was opened: its plan's reads and its writes."""
+        crm, esp = self.used_at_open
+        return {"crm": self.crm_budget.used - crm, "esp": self.esp_budget.used - esp}
 
     @property
     def rules(self) -> RuleSet:
@@ -86,4 +93,5 @@ async def open_sync(
             opened[side] = (adapter, capabilities, budget)
         crm, crm_caps, crm_budget = opened["crm"]
         esp, esp_caps, esp_budget = opened["esp"]
-        yield Sync(loaded, store, crm, esp, crm_caps, esp_caps, crm_budget, esp_budget)
+        used = (crm_budget.used, esp_budget.used)
+        yield Sync(loaded, store, crm, esp, crm_caps, esp_caps, crm_budget, esp_budget, used)

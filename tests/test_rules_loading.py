@@ -364,3 +364,11 @@ def test_resolve_secret_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         resolve_secret(SecretRef(env="LISTSYNC_TEST_SECRET"), tmp_path)
     with pytest.raises(PermanentError, match=r"nope\.txt"):
         resolve_secret(SecretRef(file="nope.txt"), tmp_path)
+
+
+def test_the_complete_example_in_the_rules_readme_is_valid(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[1] / "rules" / "README.md").read_text()
+    example = readme.split("## A complete example", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "rules.toml").write_text(example)
+    loaded = load_rules(tmp_path / "rules.toml")
+    assert loaded.rules.activity.totals.named() == {"sends": "cf_emails_sent", "opens": "cf_email_opens"}

@@ -45,14 +45,15 @@ class World:
         self.rules = load_rules(root / "rules.toml")
 
     @asynccontextmanager
-    async def sync(self) -> AsyncIterator[Sync]:
+    async def sync(self, budgets: Budgets | None = None) -> AsyncIterator[Sync]:
         extras = {
             "crm_transport": httpx.ASGITransport(app=workbooks_app(self.crm)),
             "esp_transport": httpx.ASGITransport(app=dotdigital_app(self.esp)),
         }
         # Budgets off: these tests are about what the sync does; the rules' real budget (2,000
         # calls an hour) would pace them in real time, since the state store rules out fake time.
-        async with open_sync(self.rules, budgets=Budgets(enabled=False), extras=extras) as sync:
+        budgets = budgets or Budgets(enabled=False)
+        async with open_sync(self.rules, budgets=budgets, extras=extras) as sync:
             yield sync
 
     async def plan_and_apply(self) -> Plan:
@@ -247,3 +248,15 @@ async def test_activity_lands_once_with_campaign_totals_and_bounces_mark_the_crm
     replay = await world.plan_and_apply()
     assert sum(op.kind == "record_activity" and op.email is not None for op in replay.ops) > 0
     assert len(world.crm.live("crm/online_activities")) == len(activities)
+
+
+async def test_a_run_reports_its_own_calls_when_the_account_budget_outlives_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = World(tmp_path, monkeypatch)
+    shared = Budgets(enabled=False)  # as in a service or the demo: one budget per account, many runs
+    for _ in range(2):
+        before = len(world.esp.calls)
+        async with world.sync(shared) as sync:
+            report = await apply_plan(sync, await make_plan(sync))
+        assert report.calls["esp"] == len(world.esp.calls) - before > 0

@@ -21,6 +21,7 @@ import httpx
 
 from adapters.demos import fresh_directory
 from adapters.dotdigital.emulator import create_app as dotdigital_app
+from adapters.dotdigital.emulator_data import ActivityShares
 from adapters.dotdigital.emulator_state import DotdigitalState, Knobs
 from adapters.workbooks.emulator import create_app as workbooks_app
 from adapters.workbooks.emulator_data import generate
@@ -89,12 +90,19 @@ class WorkbooksDotdigitalDemo:
             self.crm.update(PEOPLE, record["id"], {"person_first_name": f"{record['person_first_name']}-Jo"})
         membership, leaver = self._open_membership(subscribed[16:])
         self.crm.delete(MEMBERSHIPS, membership)
+        book = max(self.esp.address_books.values(), key=lambda b: len(self.esp.members(b.id)))
+        sent = self.esp.add_campaign("November news", book_ids=[book.id])
+        # Gentler than the generator's default, which opts out more than the 5% safety share of a list.
+        self.esp.generate_activity(sent.id, ActivityShares(hard_bounce=0.01, unsubscribe=0.01, complaint=0.0))
+        opens = sum(len(activity.opens) for activity in sent.activity.values())
         return [
             f"the CRM opted out {len(opted_out)} people (no email soliciting)",
             f"{len(unsubscribed)} contacts unsubscribed from a Dotdigital email",
             f"{bounced}: an email hard-bounced in Dotdigital",
             f"the CRM renamed {len(renamed)} people (FIRSTNAME follows the CRM)",
             f"{leaver} was taken off an open campaign in the CRM",
+            f"Dotdigital sent {sent.name!r} to {len(sent.activity)} members of {book.name!r}: "
+            f"{opens} opens, some clicks, bounces and unsubscribes",
         ]
 
     async def settle_conflicts(self, directory: Path) -> list[str]:
