@@ -8,16 +8,14 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
 import engine.applying
-from adapters.dotdigital.emulator import create_app as dotdigital_app
+from adapters.demos.workbooks_dotdigital import EMULATOR_SECRETS, emulator_rules, emulator_transports
 from adapters.dotdigital.emulator_data import ActivityShares
 from adapters.dotdigital.emulator_state import DotdigitalState, Knobs
-from adapters.workbooks.emulator import create_app as workbooks_app
 from adapters.workbooks.emulator_data import generate
-from adapters.workbooks.emulator_state import DEFAULT_API_KEY, WorkbooksState
+from adapters.workbooks.emulator_state import WorkbooksState
 from engine.applying import apply_plan
 from engine.budgets import Budgets
 from engine.errors import RulesError
@@ -27,29 +25,23 @@ from engine.plans import Plan
 from engine.rules_loading import load_rules
 from engine.session import Sync, open_sync
 
-RULES = Path(__file__).resolve().parents[1] / "rules" / "workbooks-dotdigital.toml"
 pytestmark = pytest.mark.asyncio
 
 
 class World:
     def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        text = RULES.read_text().replace("state/workbooks-dotdigital.sqlite3", str(root / "state.sqlite3"))
-        text = text.replace("apiuser-xxxx@apiconnector.com", "apiuser-emulator@apiconnector.com")
-        (root / "rules.toml").write_text(text)
-        monkeypatch.setenv("WORKBOOKS_API_KEY", DEFAULT_API_KEY)
-        monkeypatch.setenv("DOTDIGITAL_PASSWORD", "emulator-password")
+        rules = emulator_rules(root)
+        for name, value in EMULATOR_SECRETS.items():
+            monkeypatch.setenv(name, value)
         monkeypatch.setattr(engine.applying, "POLL_FIRST", 0.01)
         self.crm = WorkbooksState(seed=5)
         generate(self.crm, seed=5, people=120, leads=40)
         self.esp = DotdigitalState(Knobs(rate_scheme="none"), seed=5, started_at=datetime.now(UTC))
-        self.rules = load_rules(root / "rules.toml")
+        self.rules = load_rules(rules)
 
     @asynccontextmanager
     async def sync(self, budgets: Budgets | None = None) -> AsyncIterator[Sync]:
-        extras = {
-            "crm_transport": httpx.ASGITransport(app=workbooks_app(self.crm)),
-            "esp_transport": httpx.ASGITransport(app=dotdigital_app(self.esp)),
-        }
+        extras = dict(emulator_transports(self.crm, self.esp))
         # Budgets off: these tests are about what the sync does; the rules' real budget (2,000
         # calls an hour) would pace them in real time, since the state store rules out fake time.
         budgets = budgets or Budgets(enabled=False)
@@ -161,7 +153,7 @@ async def test_a_mapped_crm_field_the_database_lacks_stops_the_plan_at_its_rule(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = World(tmp_path, monkeypatch)
-    path = tmp_path / "rules.toml"
+    path = world.rules.path
     path.write_text(path.read_text().replace('crm = "cf_person_interests"', 'crm = "cf_person_intrests"'))
     world.rules = load_rules(path)
     with pytest.raises(RulesError) as raised:

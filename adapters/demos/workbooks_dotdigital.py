@@ -36,6 +36,27 @@ PEOPLE = "crm/people"
 MEMBERSHIPS = "crm/campaign_membership"
 
 
+# The environment variables the rules read their secrets from, set to the emulators' own values.
+EMULATOR_SECRETS = {"WORKBOOKS_API_KEY": DEFAULT_API_KEY, "DOTDIGITAL_PASSWORD": Knobs().api_password}
+
+
+def emulator_rules(target: Path) -> Path:
+    """`rules/workbooks-dotdigital.toml` written into `target` for the emulators: the state file beside
+    it and the emulator's API user. Its secrets come from `EMULATOR_SECRETS` in the environment."""
+    rules = target / RULES.name
+    text = RULES.read_text().replace("state/workbooks-dotdigital.sqlite3", "state.sqlite3")
+    rules.write_text(text.replace("apiuser-xxxx@apiconnector.com", API_USER))
+    return rules
+
+
+def emulator_transports(crm: WorkbooksState, esp: DotdigitalState) -> dict[str, httpx.AsyncBaseTransport]:
+    """`open_sync` extras that route each side's HTTP to its emulator, in-process."""
+    return {
+        "crm_transport": httpx.ASGITransport(app=workbooks_app(crm)),
+        "esp_transport": httpx.ASGITransport(app=dotdigital_app(esp)),
+    }
+
+
 class WorkbooksDotdigitalDemo:
     title = "Workbooks CRM and Dotdigital, both emulated in-process"
 
@@ -46,21 +67,14 @@ class WorkbooksDotdigitalDemo:
 
     @asynccontextmanager
     async def setup(self, directory: Path | None) -> AsyncIterator[DemoSetup]:
-        target = fresh_directory(directory or REPO / ".demo" / "workbooks-dotdigital")
-        rules = target / RULES.name
-        text = RULES.read_text().replace("state/workbooks-dotdigital.sqlite3", "state.sqlite3")
-        rules.write_text(text.replace("apiuser-xxxx@apiconnector.com", API_USER))
-        os.environ["WORKBOOKS_API_KEY"] = DEFAULT_API_KEY  # the emulators' own, for this process only
-        os.environ["DOTDIGITAL_PASSWORD"] = self.esp.knobs.api_password
+        rules = emulator_rules(fresh_directory(directory or REPO / ".demo" / "workbooks-dotdigital"))
+        os.environ.update(EMULATOR_SECRETS)  # the emulators' own, for this process only
         generate(self.crm, seed=11, people=1500, leads=400)
         for email in self.rng.sample(self._subscribed(), 25):
             self.esp.unsubscribe(email)  # unsubscribed in Dotdigital before listsync ever ran
         yield DemoSetup(
             rules,
-            extras={
-                "crm_transport": httpx.ASGITransport(app=workbooks_app(self.crm)),
-                "esp_transport": httpx.ASGITransport(app=dotdigital_app(self.esp)),
-            },
+            extras=dict(emulator_transports(self.crm, self.esp)),
             budgets=Budgets(enabled=False),
             explore=(
                 "Explore it yourself: `listsync emulate workbooks` and `listsync emulate dotdigital` "

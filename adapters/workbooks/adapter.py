@@ -129,14 +129,16 @@ class WorkbooksAdapter:
         since = datetime.fromisoformat(cursor) if cursor else None
         columns = await self._read_columns()
         self._campaigns = await self._read_campaigns()
-        api, newest = self._api(), since
+        api, newest, page = self._api(), since, self._settings.page_size
         changed: dict[str, dict[int, dict[str, Any]]] = {kind.name: {} for kind in KINDS}
         for kind in KINDS:
-            async for record in api.changed_since(kind.controller, since, columns[kind.controller]):
+            async for record in api.changed_since(
+                kind.controller, since, columns[kind.controller], page_size=page
+            ):
                 changed[kind.name][record["id"]] = record
                 newest = rows.newer(newest, record)
         members: list[dict[str, Any]] = []
-        async for member in api.memberships_since(since, rows.MEMBER_COLUMNS):
+        async for member in api.memberships_since(since, rows.MEMBER_COLUMNS, page_size=page):
             newest = rows.newer(newest, member)
             members.append(member)
         if since is not None:

@@ -255,7 +255,13 @@ class WorkbooksClient:
                 return
 
     def changed_since(
-        self, controller: str, updated_at: datetime | None, columns: Sequence[str], *, deleted: bool = True
+        self,
+        controller: str,
+        updated_at: datetime | None,
+        columns: Sequence[str],
+        *,
+        deleted: bool = True,
+        page_size: int = 100,
     ) -> AsyncIterator[dict[str, Any]]:
         """Rows updated at or after `updated_at` (all when None), oldest first, tombstones included.
 
@@ -270,7 +276,9 @@ class WorkbooksClient:
             match = match if updated_at is None else f"1 AND ({match})"
         select = list(dict.fromkeys([*columns, "updated_at", "is_deleted"])) if columns else []
         sort = [("updated_at", "ASC"), ("id", "ASC")]
-        return self.read_all(controller, select=select, filters=filters, match=match, sort=sort)
+        return self.read_all(
+            controller, select=select, filters=filters, match=match, sort=sort, page_size=page_size
+        )
 
     def people_since(
         self, updated_at: datetime | None, columns: Sequence[str]
@@ -283,9 +291,9 @@ class WorkbooksClient:
         return self.changed_since("crm/sales_leads", updated_at, columns)
 
     def memberships_since(
-        self, updated_at: datetime | None, columns: Sequence[str]
+        self, updated_at: datetime | None, columns: Sequence[str], *, page_size: int = 100
     ) -> AsyncIterator[dict[str, Any]]:
-        return self.changed_since("crm/campaign_membership", updated_at, columns)
+        return self.changed_since("crm/campaign_membership", updated_at, columns, page_size=page_size)
 
     async def campaigns(self, columns: Sequence[str]) -> list[dict[str, Any]]:
         """Every live campaign (there are few)."""

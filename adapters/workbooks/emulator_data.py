@@ -85,11 +85,14 @@ CAMPAIGNS = (
 )
 
 
-def _email(rng: random.Random, first: str, last: str, n: int, *, malformed: bool, mixed_case: bool) -> str:
+def _email(
+    rng: random.Random, first: str, last: str, n: int, *, malformed: bool, mixed_case: bool, unique: bool
+) -> str:
     f, l_ = first.lower(), last.lower().replace("'", "")
     if malformed:
         return rng.choice(MALFORMED).format(f=f, l=l_)
-    local = rng.choice([f"{f}.{l_}", f"{f[0]}{l_}", f"{f}{n}", f"{f}_{l_}{n}"])
+    forms = [f"{f}{n}", f"{f}_{l_}{n}"] if unique else [f"{f}.{l_}", f"{f[0]}{l_}", f"{f}{n}", f"{f}_{l_}{n}"]
+    local = rng.choice(forms)
     address = f"{local}@{rng.choice(DOMAINS)}"
     return address.title() if mixed_case else address
 
@@ -116,10 +119,15 @@ def generate(
     mixed_case_share: float = 0.1,
     undeliverable_share: float = 0.01,
     unsubscribed_share: float = 0.05,
+    unique_emails: bool = False,
+    campaigns_per_party: tuple[int, int] | None = None,
 ) -> None:
     """Fill `state` with campaigns (the last one closed), people, leads, memberships and opt-outs.
 
     The same seed gives the same database. `campaigns` counts the open ones; one closed campaign is added.
+    By default each campaign has 150 to 600 members, and some well-formed emails repeat. For a known
+    number of contacts (the benchmarks): `unique_emails` numbers every address, and
+    `campaigns_per_party=(lo, hi)` puts every person and lead in lo to hi of the open campaigns instead.
     """
     rng = random.Random(seed)
     now = state.now()
@@ -164,6 +172,7 @@ def generate(
             n,
             malformed=rng.random() < malformed_share,
             mixed_case=rng.random() < mixed_case_share,
+            unique=unique_emails,
         )
         return email, rng.random() < opted_out_share, rng.random() < undeliverable_share
 
@@ -204,16 +213,25 @@ def generate(
             "cf_sales_lead_interests": rng.choice(interests),
         }
         party_ids.append((state.insert("crm/sales_leads", fields, at=when())["id"], LEAD))
-    for campaign_id in campaign_ids:
-        statuses = state.statuses_of(campaign_id)
-        for party_id, party_type in rng.sample(party_ids, k=min(len(party_ids), rng.randint(1, 4) * 150)):
-            status = (
-                "Unsubscribed" if rng.random() < unsubscribed_share else rng.choice(["Potential", "Booked"])
-            )
-            member = {
-                "marketing_campaign_id": campaign_id,
-                "party_or_lead_id": party_id,
-                "party_or_lead_type": party_type,
-                "campaign_membership_status_id": statuses[status],
-            }
-            state.insert("crm/campaign_membership", member, at=when())
+    statuses = {campaign_id: state.statuses_of(campaign_id) for campaign_id in campaign_ids}
+
+    def join(campaign_id: int, party_id: int, party_type: str) -> None:
+        status = "Unsubscribed" if rng.random() < unsubscribed_share else rng.choice(["Potential", "Booked"])
+        member = {
+            "marketing_campaign_id": campaign_id,
+            "party_or_lead_id": party_id,
+            "party_or_lead_type": party_type,
+            "campaign_membership_status_id": statuses[campaign_id][status],
+        }
+        state.insert("crm/campaign_membership", member, at=when())
+
+    if campaigns_per_party is None:
+        for campaign_id in campaign_ids:
+            for party in rng.sample(party_ids, k=min(len(party_ids), rng.randint(1, 4) * 150)):
+                join(campaign_id, *party)
+        return
+    lo, hi = campaigns_per_party
+    open_ids = campaign_ids[:-1]
+    for party in party_ids:
+        for campaign_id in rng.sample(open_ids, k=min(len(open_ids), rng.randint(lo, hi))):
+            join(campaign_id, *party)

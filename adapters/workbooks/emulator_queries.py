@@ -175,10 +175,10 @@ def predicate(spec: TypeSpec, flt: Filter, now: Clock) -> Predicate:
     raise WorkbooksError(406, "invalid_filter_operator", f"unknown filter operator {op!r}")
 
 
-def run_query(
-    spec: TypeSpec, records: Iterable[Record], query: Query, *, now: Clock, max_page_size: int
-) -> dict[str, Any]:
-    """One page of `records` (tombstones included) as a `.api` read answers it: filtered, sorted, cut."""
+def matching(spec: TypeSpec, records: Iterable[Record], query: Query, *, now: Clock) -> list[Record]:
+    """The records a read matches (tombstones only when a filter names `is_deleted`), in its order.
+
+    Apart from `page` so that every page of one paged read can cut the same list (`WorkbooksState.read`)."""
     wanted = selector(spec, query.filters, query.match, now)
     show_deleted = any(f.field == "is_deleted" for f in query.filters)
     rows = [r for r in records if (show_deleted or not r["is_deleted"]) and wanted(r)]
@@ -188,10 +188,15 @@ def run_query(
         present.sort(key=lambda r: _key(r[name]), reverse=descending)
         absent = [r for r in rows if r.get(name) is None]
         rows = absent + present if not descending else present + absent
+    return rows
+
+
+def page(spec: TypeSpec, rows: Sequence[Record], query: Query, *, max_page_size: int) -> dict[str, Any]:
+    """One page of `rows` (as `matching` gives them) as a `.api` read answers it: cut, columns chosen."""
     limit = min(query.limit or 100, max_page_size) if query.start is not None else 100
-    page = rows[query.start or 0 :][:limit]
+    cut = rows[query.start or 0 :][:limit]
     for name in query.columns or ():
         field_of(spec, name, "column")
     columns = None if query.columns is None else {"id", "lock_version", *query.columns}
-    data = [{k: render(v) for k, v in r.items() if columns is None or k in columns} for r in page]
-    return {"success": True, "total": len(page) if query.skip_total else len(rows), "data": data}
+    data = [{k: render(v) for k, v in r.items() if columns is None or k in columns} for r in cut]
+    return {"success": True, "total": len(cut) if query.skip_total else len(rows), "data": data}

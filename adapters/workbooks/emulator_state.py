@@ -25,7 +25,8 @@ from adapters.workbooks.emulator_queries import (
     Query,
     Record,
     compile_match,
-    run_query,
+    matching,
+    page,
     selector,
 )
 from adapters.workbooks.emulator_types import (
@@ -112,6 +113,8 @@ class WorkbooksState:
         self.database = {"name": "Emulated Database", "id": 7, "created_at": "Mon Jan 06 09:00:00 UTC 2020"}
         self._next_id = 1000
         self._undo: list[tuple[str, int, Record | None]] | None = None
+        self._changes = 0  # counts stores, rollbacks and new fields: a read's cached rows go stale
+        self._last_read: tuple[tuple[object, ...], list[Record]] | None = None
         self.add_user("api.user@example.com", "secret", "Api User")
 
     # -- inspection and direct edits (a CRM user working in the web UI) --
@@ -126,6 +129,7 @@ class WorkbooksState:
     def add_custom_field(self, controller: str, name: str, datatype: str, title: str = "") -> FieldSpec:
         spec = FieldSpec(name, datatype, title)
         self.types[controller].fields[name] = spec
+        self._changes += 1
         return spec
 
     def get(self, controller: str, record_id: int) -> Record:
@@ -203,9 +207,14 @@ class WorkbooksState:
         return self.types[controller]
 
     def read(self, controller: str, query: Query) -> dict[str, Any]:
+        """One page of a read. The matching rows are kept until the next read of other rows or the next
+        change, so paging through N rows filters and sorts them once, not once a page."""
         spec = self.spec(controller)
-        records = self.records[controller].values()
-        return run_query(spec, records, query, now=self.now, max_page_size=self.max_page_size)
+        key = (controller, self._changes, self.now().date(), repr((query.filters, query.match, query.sort)))
+        if self._last_read is None or self._last_read[0] != key:
+            rows = matching(spec, self.records[controller].values(), query, now=self.now)
+            self._last_read = (key, rows)
+        return page(spec, self._last_read[1], query, max_page_size=self.max_page_size)
 
     # -- writes --
     def write(
@@ -319,6 +328,7 @@ class WorkbooksState:
         record.update(lock_version=record["lock_version"] + 1, updated_at=self.now(), updated_by=user)
 
     def _store(self, controller: str, record: Record) -> None:
+        self._changes += 1
         if self._undo is not None:
             old = self.records[controller].get(record["id"])
             self._undo.append((controller, record["id"], old))
@@ -326,6 +336,7 @@ class WorkbooksState:
 
     def _rollback(self, mark: int) -> None:
         assert self._undo is not None
+        self._changes += 1
         while len(self._undo) > mark:
             controller, record_id, old = self._undo.pop()
             if old is None:

@@ -3,6 +3,7 @@ idempotent activities, settings and both ways of authenticating."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -408,6 +409,18 @@ async def test_ops_a_crm_does_not_take_are_rejected_and_poll_has_no_jobs() -> No
         status = await adapter.poll("job-1", [Op("opt_out_crm", "a@example.com")])
     assert [o.ok for o in outcomes] == [False, False] and "CRM side" in (outcomes[0].reason or "")
     assert status.terminal and status.state == "unknown" and [o.ok for o in status.outcomes] == [False]
+
+
+@pytest.mark.asyncio
+async def test_a_full_snapshot_reads_pages_of_the_configured_size() -> None:
+    state, sent = generated(Clock()), []
+    settings = msgspec.structs.replace(KEYED, page_size=1000)
+    async with opened(state, settings, sent) as adapter:
+        await adapter.snapshot()
+    reads = Counter(request.url.path for request in sent)
+    # Every table fits one page of 1,000; the version's four one-row reads come on top.
+    assert reads["/crm/people.api"] == reads["/crm/sales_leads.api"] == 2
+    assert reads["/crm/campaign_membership.api"] == 2 and len(state.live("crm/campaign_membership")) > 100
 
 
 def test_settings_take_exactly_one_way_to_authenticate() -> None:

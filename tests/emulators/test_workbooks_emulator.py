@@ -196,6 +196,20 @@ async def test_paging_sorting_and_select_columns() -> None:
         assert unknown.status_code == 406
 
 
+@pytest.mark.asyncio
+async def test_pages_of_one_read_follow_changes_made_between_them() -> None:
+    state = WorkbooksState(clock=Clock(), seed=1)
+    generate(state, seed=5, people=250, leads=10, campaigns=2)
+    newest = {"_sort": "id", "_dir": "DESC", "_limit": "1"}
+    async with client(state) as c:
+        first = ids(await c.get("/crm/people.api", params=KEY | newest | {"_start": "0"}))
+        added = state.insert("crm/people", {"person_last_name": "Late"})
+        again = await c.get("/crm/people.api", params=KEY | newest | {"_start": "0"})
+        assert ids(again) == [added["id"]] != first and again.json()["total"] == 251
+        state.update("crm/people", added["id"], {"is_deleted": True})
+        assert ids(await c.get("/crm/people.api", params=KEY | newest | {"_start": "0"})) == first
+
+
 CASES = [
     ("person_last_name", "eq", "hopper", ["Hopper"]),
     ("person_last_name", "eq", "Hopper,Turing", ["Turing", "Hopper"]),
@@ -523,3 +537,19 @@ def test_generated_data_is_believable_and_repeatable() -> None:
     assert "Unsubscribed" in statuses and "Booked" in statuses
     assert {m["party_or_lead_type"] for m in members} == {PERSON, LEAD}
     assert all(m["member_name"] for m in members)
+
+
+def test_the_benchmark_shape_puts_everyone_in_open_campaigns_under_their_own_email() -> None:
+    state = WorkbooksState(clock=Clock(), seed=1)
+    shape: dict[str, Any] = {"unique_emails": True, "campaigns_per_party": (1, 2), "malformed_share": 0}
+    generate(state, seed=3, people=900, leads=300, **shape)
+    emails = [p["main_location[email]"].lower() for p in state.live("crm/people")]
+    emails += [lead["org_lead_party[main_location[email]]"].lower() for lead in state.live("crm/sales_leads")]
+    assert len(set(emails)) == len(emails) == 1200
+    open_ids = {c["id"] for c in state.live("crm/campaigns") if c["record_state"] == "open"}
+    joined: dict[tuple[str, int], int] = {}
+    for member in state.live("crm/campaign_membership"):
+        assert member["marketing_campaign_id"] in open_ids
+        party = (member["party_or_lead_type"], member["party_or_lead_id"])
+        joined[party] = joined.get(party, 0) + 1
+    assert len(joined) == 1200 and set(joined.values()) == {1, 2}
