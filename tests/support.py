@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Any
 
+import httpx
 import msgspec
 
 from engine.diffing import RecordDiff, diff_record
@@ -60,3 +63,24 @@ def applied(
 
 def kinds(result: RecordDiff) -> list[str]:
     return [op.kind for op in result.ops]
+
+
+class Stamped(httpx.AsyncBaseTransport):
+    """Records the loop time of every request that reaches the vendor."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner, self.stamps = inner, list[float]()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.stamps.append(asyncio.get_running_loop().time())
+        return await self.inner.handle_async_request(request)
+
+
+def most_in_a_window(stamps: Sequence[float], window: float) -> int:
+    """The most requests any half-open window of `window` seconds holds (stamps in order)."""
+    most = left = 0
+    for right, stamp in enumerate(stamps):
+        while stamps[left] <= stamp - window:
+            left += 1
+        most = max(most, right - left + 1)
+    return most

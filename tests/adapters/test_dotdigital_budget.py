@@ -23,20 +23,10 @@ from engine.budgets import Budgets
 from engine.contract import Capabilities
 from engine.http import budgeted_client
 from engine.ruleset import Limits
+from tests.support import Stamped, most_in_a_window
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.looptime]
 MINUTE = 60.0
-
-
-class Stamped(httpx.AsyncBaseTransport):
-    """Records the loop time of every request that reaches the vendor."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner, self.stamps = inner, list[float]()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.stamps.append(asyncio.get_running_loop().time())
-        return await self.inner.handle_async_request(request)
 
 
 async def test_calls_never_exceed_the_budget_or_the_vendors_cap_over_several_minutes() -> None:
@@ -51,8 +41,4 @@ async def test_calls_never_exceed_the_budget_or_the_vendors_cap_over_several_min
             await client.data_fields()  # any error, the vendor's cap included, would raise here
     stamps = transport.stamps
     assert len(stamps) == 1500 and stamps[-1] - stamps[0] >= 4 * MINUTE
-    left = 0
-    for right, stamp in enumerate(stamps):
-        while stamps[left] <= stamp - MINUTE:
-            left += 1
-        assert right - left + 1 <= 300, f"{right - left + 1} calls within a minute ending at {stamp:.0f}s"
+    assert most_in_a_window(stamps, MINUTE) <= 300
