@@ -5,8 +5,8 @@ is recorded with its reason and the rest goes on. A write the vendor finishes la
 job and polled to a terminal state, or for `JOB_WAIT` and then left to the imports process. Only
 when both adapters have made their writes durable is the base written, and then only for contacts
 whose every op was confirmed; a contact with a rejected or unfinished op keeps its old base and is
-planned again next time. A crash anywhere before that
-commit leaves the base as it was, and the next plan finds the sides already agreeing.
+planned again next time. A crash anywhere before that commit leaves the base as it was, and the
+next plan finds the sides already agreeing.
 """
 
 from __future__ import annotations
