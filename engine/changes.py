@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.fingerprints import Array, FingerprintSet, fingerprint_all
+from engine.fingerprints import FingerprintSet, Sightings, fingerprint_all
 from engine.records import Campaign, Mapper, Record, Rejection, Row
 from engine.ruleset import RuleSet
 
@@ -38,18 +38,15 @@ def split(batches: Iterable[Sequence[bytes]], known: FingerprintSet, trusted: bo
     changed ones are kept, so a large side is never held whole."""
     rows = 0
     changed: list[tuple[int, bytes]] = []
-    seen: list[Array] = []
+    sightings = Sightings(known)
     for payloads in batches:
         fingerprints = fingerprint_all(payloads)
         rows += len(payloads)
-        seen.append(fingerprints)
         # Even in a delta, a row may repeat the confirmed one byte for byte.
-        found = known.members(fingerprints) if trusted else np.zeros(len(payloads), dtype=bool)
-        changed.extend((int(fingerprints[i]), payloads[int(i)]) for i in np.flatnonzero(~found))
-    absent: list[int] = []
-    if complete:
-        absent = known.compare(np.concatenate(seen) if seen else np.empty(0, np.int64))[1]
-    return Split(rows, changed, absent)
+        found = sightings.members(fingerprints)
+        fresh = np.flatnonzero(~found) if trusted else range(len(payloads))
+        changed.extend((int(fingerprints[i]), payloads[int(i)]) for i in fresh)
+    return Split(rows, changed, sightings.unseen() if complete else [])
 
 
 @dataclass
