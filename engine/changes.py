@@ -20,7 +20,7 @@ import numpy as np
 
 from engine.fingerprints import FingerprintSet, Sightings, fingerprint_all
 from engine.records import Campaign, Mapper, Record, Rejection, Row
-from engine.ruleset import RuleSet
+from engine.ruleset import RuleSet, Side
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class Reading:
     worker process would pay off.
     """
 
-    side: str
+    side: Side
     load: Callable[[], Iterable[Sequence[bytes]]]
     decode: Callable[[bytes], Row]
     complete: bool
@@ -111,7 +111,7 @@ def read_side(reading: Reading, known: FingerprintSet) -> SideView:
     rows = split(reading.load(), known, reading.trusted, reading.complete)
     view = SideView(complete=reading.complete, known=known, trusted=reading.trusted, rows=rows.rows)
     view.missing.update(rows.absent)
-    mapper = Mapper(reading.rules, reading.side, reading.campaigns)  # type: ignore[arg-type]
+    mapper = Mapper(reading.rules, reading.side, reading.campaigns)
     for fingerprint, payload in rows.changed:
         _take(reading.side, view, fingerprint, payload, reading.decode, mapper)
     view.deleted.update(email.strip().lower() for email in reading.deleted)
