@@ -74,7 +74,7 @@ class SideView:
             return
         wanted = np.fromiter((fp for fp in fingerprints if fp is not None), dtype=np.int64)
         found = wanted[self.known.members(wanted)]
-        self.present.update(int(fp) for fp in found if int(fp) not in self.missing)
+        self.present.update(set(found.tolist()) - self.missing)
 
     def unchanged(self, fingerprint: int | None) -> bool:
         """Whether the row confirmed with this fingerprint (looked up before) is in the snapshot."""

@@ -124,7 +124,7 @@ def _observed(
         return None
     if record is target:  # the side's row is the confirmed one and the base stays as it is
         return view.fingerprints.get(email, stored)
-    writes = any(op.kind in ops_for(side) for op in ops)
+    writes = not ops_for(side).isdisjoint([op.kind for op in ops])
     after = after_ops(record, email, ops, side) if writes else record
     if after is None or not agrees(after, target, side):
         return None
