@@ -13,7 +13,9 @@ in a worker process while the main process works on the other (`engine.reading`)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import gc
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -106,6 +108,25 @@ class Reading:
     size: int = 0
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside, for bulk work on changed rows and contacts.
+
+    Such work makes tens of thousands of objects, none in a cycle, and would set off a collection
+    every few hundred of them, each walking the whole heap: in a process that has a full plan's
+    modules and data loaded, that cost about a sixth of the time of reading a side or diffing its
+    changes. Collection resumes (if it was on) when the block ends.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@gc_paused()
 def read_side(reading: Reading, known: FingerprintSet) -> SideView:
     """Sort a side's rows against the base's fingerprints, then decode and map the changed ones."""
     rows = split(reading.load(), known, reading.trusted, reading.complete)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from engine.changes import SideView
+from engine.changes import SideView, gc_paused
 from engine.diffing import diff_record
 from engine.errors import SafetyStop
 from engine.plans import Op
@@ -47,6 +47,7 @@ class Reconciled:
     rejections: list[Rejection]
 
 
+@gc_paused()
 def reconcile(
     rules: RuleSet,
     crm: SideView,
