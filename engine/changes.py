@@ -13,14 +13,16 @@ in a worker process while the main process works on the other (`engine.reading`)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import gc
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.fingerprints import Array, FingerprintSet, fingerprint_all
+from engine.fingerprints import FingerprintSet, Sightings, fingerprint_all
 from engine.records import Campaign, Mapper, Record, Rejection, Row
-from engine.ruleset import RuleSet
+from engine.ruleset import RuleSet, Side
 
 
 @dataclass(frozen=True)
@@ -38,18 +40,15 @@ def split(batches: Iterable[Sequence[bytes]], known: FingerprintSet, trusted: bo
     changed ones are kept, so a large side is never held whole."""
     rows = 0
     changed: list[tuple[int, bytes]] = []
-    seen: list[Array] = []
+    sightings = Sightings(known)
     for payloads in batches:
         fingerprints = fingerprint_all(payloads)
         rows += len(payloads)
-        seen.append(fingerprints)
         # Even in a delta, a row may repeat the confirmed one byte for byte.
-        found = known.members(fingerprints) if trusted else np.zeros(len(payloads), dtype=bool)
-        changed.extend((int(fingerprints[i]), payloads[int(i)]) for i in np.flatnonzero(~found))
-    absent: list[int] = []
-    if complete:
-        absent = known.compare(np.concatenate(seen) if seen else np.empty(0, np.int64))[1]
-    return Split(rows, changed, absent)
+        found = sightings.members(fingerprints)
+        fresh = np.flatnonzero(~found) if trusted else range(len(payloads))
+        changed.extend((int(fingerprints[i]), payloads[int(i)]) for i in fresh)
+    return Split(rows, changed, sightings.unseen() if complete else [])
 
 
 @dataclass
@@ -77,7 +76,7 @@ class SideView:
             return
         wanted = np.fromiter((fp for fp in fingerprints if fp is not None), dtype=np.int64)
         found = wanted[self.known.members(wanted)]
-        self.present.update(int(fp) for fp in found if int(fp) not in self.missing)
+        self.present.update(set(found.tolist()) - self.missing)
 
     def unchanged(self, fingerprint: int | None) -> bool:
         """Whether the row confirmed with this fingerprint (looked up before) is in the snapshot."""
@@ -98,7 +97,7 @@ class Reading:
     worker process would pay off.
     """
 
-    side: str
+    side: Side
     load: Callable[[], Iterable[Sequence[bytes]]]
     decode: Callable[[bytes], Row]
     complete: bool
@@ -109,12 +108,31 @@ class Reading:
     size: int = 0
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside, for bulk work on changed rows and contacts.
+
+    Such work makes tens of thousands of objects, none in a cycle, and would set off a collection
+    every few hundred of them, each walking the whole heap: in a process that has a full plan's
+    modules and data loaded, that cost about a sixth of the time of reading a side or diffing its
+    changes. Collection resumes (if it was on) when the block ends.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@gc_paused()
 def read_side(reading: Reading, known: FingerprintSet) -> SideView:
     """Sort a side's rows against the base's fingerprints, then decode and map the changed ones."""
     rows = split(reading.load(), known, reading.trusted, reading.complete)
     view = SideView(complete=reading.complete, known=known, trusted=reading.trusted, rows=rows.rows)
     view.missing.update(rows.absent)
-    mapper = Mapper(reading.rules, reading.side, reading.campaigns)  # type: ignore[arg-type]
+    mapper = Mapper(reading.rules, reading.side, reading.campaigns)
     for fingerprint, payload in rows.changed:
         _take(reading.side, view, fingerprint, payload, reading.decode, mapper)
     view.deleted.update(email.strip().lower() for email in reading.deleted)

@@ -15,7 +15,6 @@ the CRM. Opt-outs are settled by `engine.consent`. Record-level appearance and d
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import cache
 
 from msgspec import Struct
 
@@ -92,8 +91,11 @@ def diff_record(
         )
     if crm_changes:
         ops.append(Op("update_crm", email, record_kind=crm.kind, changes=crm_changes))
-    ops.extend(Op("add_member", email, list=name) for name in sorted(lists - esp_lists))
-    ops.extend(Op("remove_member", email, list=name) for name in sorted(esp_lists - crm_lists))
+    added, removed = lists - esp_lists, esp_lists - crm_lists
+    if added:
+        ops.extend(Op("add_member", email, list=name) for name in sorted(added))
+    if removed:
+        ops.extend(Op("remove_member", email, list=name) for name in sorted(removed))
     bounced = rules.consent.undeliverable_to_crm and esp is not None and esp.undeliverable
     undeliverable = crm.undeliverable or bounced
     if bounced and not crm.undeliverable:
@@ -169,7 +171,11 @@ def _fields(
     agreed: dict[str, Value] = {}
     to_esp: dict[str, Change] = {}
     to_crm: dict[str, Change] = {}
-    for name, mapping in _applying(tuple(mappings), crm.kind):
+    kind = crm.kind
+    for mapping in mappings:
+        if not mapping.applies(kind):
+            continue
+        name = mapping.esp
         c, e = crm_fields.get(name), esp_fields.get(name)
         if c == e:
             agreed[name] = c
@@ -194,12 +200,6 @@ def _fields(
             agreed[name] = e
             to_crm[name] = Change(c, e)
     return agreed, to_esp, to_crm
-
-
-@cache
-def _applying(mappings: tuple[FieldMapping, ...], kind: str) -> tuple[tuple[str, FieldMapping], ...]:
-    """(ESP field name, mapping) of the mappings that apply to a record kind, worked out once."""
-    return tuple((m.esp, m) for m in mappings if m.applies(kind))
 
 
 def _winner(mapping: FieldMapping, c: Value, e: Value, b: Value) -> str | None:

@@ -61,26 +61,19 @@ class FingerprintSet:
         """For each of `values`, whether it is in the set."""
         return self._search(values)[0]
 
-    def compare(self, values: Array) -> tuple[npt.NDArray[np.bool_], list[int]]:
-        """For each of `values` whether it is in the set; and the members not among `values`."""
-        found, ordered = self._search(values)
-        if not len(self._sorted) or not len(ordered):
-            return found, [int(v) for v in self._sorted]
-        back = np.minimum(np.searchsorted(ordered, self._sorted), len(ordered) - 1)
-        return found, [int(v) for v in self._sorted[ordered[back] != self._sorted]]
-
     def _search(self, values: Array) -> tuple[npt.NDArray[np.bool_], Array]:
-        """Membership of each of `values`, and `values` sorted."""
+        """Membership of each of `values`, and the positions in the set of those found."""
         if not len(self._sorted) or not len(values):
-            return np.zeros(len(values), dtype=bool), np.sort(values)
+            return np.zeros(len(values), dtype=bool), np.empty(0, np.intp)
         # Searching sorted values into the sorted set walks both in order: far faster than
         # looking up a million random values one by one.
         order = np.argsort(values)
         ordered = values[order]
         index = np.minimum(np.searchsorted(self._sorted, ordered), len(self._sorted) - 1)
+        hit = self._sorted[index] == ordered
         found = np.empty(len(values), dtype=bool)
-        found[order] = self._sorted[index] == ordered
-        return found, ordered
+        found[order] = hit
+        return found, index[hit]
 
     def changed(self, removed: Iterable[int], added: Iterable[int]) -> FingerprintSet:
         """A new set without `removed` and with `added`."""
@@ -92,3 +85,27 @@ class FingerprintSet:
         result = FingerprintSet()
         result._sorted = np.unique(np.concatenate([kept, new])) if len(new) else kept
         return result
+
+
+class Sightings:
+    """Which members of a set a snapshot's rows carried, batch by batch.
+
+    The members never seen are the base rows that changed or are gone; marking them as the batches
+    pass spares holding (and searching again) the fingerprints of a million rows.
+    """
+
+    __slots__ = ("_known", "_seen")
+
+    def __init__(self, known: FingerprintSet) -> None:
+        self._known = known
+        self._seen = np.zeros(len(known), dtype=bool)
+
+    def members(self, values: Array) -> npt.NDArray[np.bool_]:
+        """`FingerprintSet.members`, remembering which members were found."""
+        found, positions = self._known._search(values)
+        self._seen[positions] = True
+        return found
+
+    def unseen(self) -> list[int]:
+        """The members no batch carried."""
+        return [int(v) for v in self._known._sorted[~self._seen]]

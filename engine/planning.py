@@ -13,17 +13,16 @@ import msgspec
 import xxhash
 
 from engine.activity_planning import plan_activity
-from engine.changes import settle_absences
 from engine.contract import Snapshot
 from engine.errors import StalePlanError
 from engine.plans import Op, Plan, Tokens, order_ops
 from engine.processes import for_process
-from engine.reading import read_sides, reading_of
+from engine.reading import BaseLookup, read_sides, reading_of
 from engine.reconciling import Account, BaseRow, candidates, reconcile
 from engine.records import Mapper
 from engine.rules_loading import refuse_missing_crm_fields
 from engine.ruleset import ProcessName, RuleSet, Side, context_digest
-from engine.safety import check_outage, threshold_stops
+from engine.safety import threshold_stops
 from engine.session import SIDES, Sync
 
 RECORDS_STREAM = "records"
@@ -48,19 +47,16 @@ async def make_plan(sync: Sync, *, incremental: bool = False, process: ProcessNa
     context = _context(rules, crm_snapshot)
     trusted = stored_context == context
     campaigns = crm_snapshot.campaigns
+    lookup = BaseLookup(store, name, index.records, rules.safety)
     crm, esp = await read_sides(
         [
             (reading_of("crm", crm_snapshot, rules, campaigns, trusted), index.crm),
             (reading_of("esp", esp_snapshot, rules, campaigns, trusted), index.esp),
-        ]
+        ],
+        then=lookup.settle,
     )
-    check_outage("crm", crm.complete, crm.rows, index.records, rules.safety)
-    check_outage("esp", esp.complete, esp.rows, index.records, rules.safety)
     managed = Mapper(rules, "crm", campaigns).managed_lists
-    for side, view in zip(SIDES, (crm, esp), strict=True):
-        if view.complete and index.records:
-            settle_absences(view, await store.emails_to_recheck(name, side, view.missing))
-    base = await store.load_base_rows(name, candidates(crm, esp))
+    base = lookup.rows(candidates(crm, esp))
     result = reconcile(rules, crm, esp, base, managed, _account(sync, esp_snapshot))
     stops = await _safety(sync, result.ops, base, index.records)
     ops = list(result.ops)

@@ -4,30 +4,36 @@ Reading, fingerprinting, sorting and decoding a million rows is CPU-bound work t
 so threads would not help; other processes do. When a snapshot offers a picklable loader and is
 large, it is read in a spawned worker, in parallel with the other side; only the changed rows,
 decoded and mapped, travel back. Small snapshots are read here, where a worker would cost more than
-it saves.
+it saves, and so is one large side when both are: this process would otherwise only wait.
+
+Each side's view is handed on as soon as it is read (`read_sides`' `then`), so looking up the base
+rows it needs (`BaseLookup`) overlaps the other side's reading in its worker.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
 from functools import partial
 
 import anyio.to_thread
 
-from engine.changes import Reading, SideView, read_side, read_side_in_worker
+from engine.changes import Reading, SideView, read_side, read_side_in_worker, settle_absences
 from engine.contract import Snapshot
 from engine.fingerprints import FingerprintSet
 from engine.records import Campaign
-from engine.ruleset import RuleSet
+from engine.ruleset import RuleSet, Safety, Side
+from engine.safety import check_outage
+from engine.store import BaseRow, StateStore
 
 # Below this a worker's start-up (a fresh interpreter importing numpy) outweighs the parallel work.
 WORKER_THRESHOLD = 32 * 2**20
 
 
 def reading_of(
-    side: str, snapshot: Snapshot, rules: RuleSet, campaigns: Sequence[Campaign], trusted: bool
+    side: Side, snapshot: Snapshot, rules: RuleSet, campaigns: Sequence[Campaign], trusted: bool
 ) -> Reading:
     """How to read `snapshot`; its in-memory payloads are handed over and released from it."""
     load = snapshot.load if snapshot.load is not None else partial(_one_batch, snapshot.payloads)
@@ -46,25 +52,70 @@ def reading_of(
 
 
 async def read_sides(
-    readings: Sequence[tuple[Reading, FingerprintSet]], *, threshold: int = WORKER_THRESHOLD
+    readings: Sequence[tuple[Reading, FingerprintSet]],
+    *,
+    threshold: int = WORKER_THRESHOLD,
+    then: Callable[[Reading, SideView], Awaitable[None]] | None = None,
 ) -> list[SideView]:
-    """`read_side` for every (reading, base fingerprints) pair, in order."""
-    offload = [i for i, (reading, _) in enumerate(readings) if reading.size and reading.size >= threshold]
+    """`read_side` for every (reading, base fingerprints) pair, in order.
+
+    `then` is awaited with each reading and its view, in order, as soon as the view is read.
+    """
+    large = [i for i, (reading, _) in enumerate(readings) if reading.size and reading.size >= threshold]
+    offload = large[1:] if len(large) == len(readings) else large
     if not offload:
-        return [read_side(reading, known) for reading, known in readings]
+        return [await _handed_on(reading, read_side(reading, known), then) for reading, known in readings]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=len(offload), mp_context=context) as pool:
-        futures = {
+        futures: dict[int, Future[SideView]] = {
             i: pool.submit(read_side_in_worker, readings[i][0], readings[i][1].to_bytes()) for i in offload
         }
-        views = [
-            None if i in futures else read_side(reading, known) for i, (reading, known) in enumerate(readings)
-        ]
-        for i, future in futures.items():
-            view = await anyio.to_thread.run_sync(future.result)
-            view.known = readings[i][1]
-            views[i] = view
-    return [view for view in views if view is not None]
+        here = {i: read_side(*pair) for i, pair in enumerate(readings) if i not in futures}
+        views = []
+        for i, (reading, known) in enumerate(readings):
+            view = here.get(i)
+            if view is None:
+                view = await anyio.to_thread.run_sync(futures[i].result)
+                view.known = known
+            views.append(await _handed_on(reading, view, then))
+    return views
+
+
+async def _handed_on(
+    reading: Reading, view: SideView, then: Callable[[Reading, SideView], Awaitable[None]] | None
+) -> SideView:
+    if then is not None:
+        await then(reading, view)
+    return view
+
+
+@dataclass
+class BaseLookup:
+    """The base rows a plan needs, looked up one side at a time as `read_sides` hands them on.
+
+    For each side: a complete snapshot that is empty while the base is not stops here as an
+    outage, before anything is looked up; the base records whose row was not seen unchanged are
+    settled as changed or gone; then the base rows of the side's changed and gone contacts are
+    loaded.
+    """
+
+    store: StateStore
+    rule_set: str
+    records: int
+    safety: Safety
+    found: dict[str, BaseRow] = field(default_factory=dict)
+
+    async def settle(self, reading: Reading, view: SideView) -> None:
+        check_outage(reading.side, view.complete, view.rows, self.records, self.safety)
+        if view.complete and self.records:
+            rechecked = await self.store.emails_to_recheck(self.rule_set, reading.side, view.missing)
+            settle_absences(view, rechecked)
+        wanted = (view.changed.keys() | view.deleted) - self.found.keys()
+        self.found.update(await self.store.load_base_rows(self.rule_set, wanted))
+
+    def rows(self, emails: Iterable[str]) -> dict[str, BaseRow]:
+        """The stored base rows of `emails`, each of them changed or gone on a side settled here."""
+        return {email: self.found[email] for email in emails if email in self.found}
 
 
 def _one_batch(payloads: Sequence[bytes]) -> list[Sequence[bytes]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from engine.changes import SideView
+from engine.changes import SideView, gc_paused
 from engine.diffing import diff_record
 from engine.errors import SafetyStop
 from engine.plans import Op
@@ -47,6 +47,7 @@ class Reconciled:
     rejections: list[Rejection]
 
 
+@gc_paused()
 def reconcile(
     rules: RuleSet,
     crm: SideView,
@@ -124,7 +125,7 @@ def _observed(
         return None
     if record is target:  # the side's row is the confirmed one and the base stays as it is
         return view.fingerprints.get(email, stored)
-    writes = any(op.kind in ops_for(side) for op in ops)
+    writes = not ops_for(side).isdisjoint([op.kind for op in ops])
     after = after_ops(record, email, ops, side) if writes else record
     if after is None or not agrees(after, target, side):
         return None

@@ -252,7 +252,7 @@ class StateStore:
         """Emails of base rows whose `side` row was not seen unchanged: their fingerprint is among
         `missing`, or they have none."""
         column = "crm_fp" if side == "crm" else "esp_fp"
-        wanted = _encode_json([_checked(fp) for fp in missing]).decode()
+        wanted = _encode_json(sorted(_checked(fp) for fp in missing)).decode()
         rows = await self._fetch(
             f"SELECT b.email FROM json_each(?2) AS f CROSS JOIN base AS b "
             f"ON b.rule_set = ?1 AND b.{column} = f.value "
@@ -271,12 +271,13 @@ class StateStore:
             sql = "SELECT email, record, crm_fp, esp_fp FROM base WHERE rule_set = ?"
             rows = await self._fetch(sql, (rule_set,))
         else:
-            # One JSON parameter instead of chunked IN-lists: one statement whatever the count.
+            # One JSON parameter instead of chunked IN-lists: one statement whatever the count;
+            # sorted, so that the lookups walk the table in order.
             sql = (
                 "SELECT b.email, b.record, b.crm_fp, b.esp_fp FROM json_each(?2) AS wanted "
                 "CROSS JOIN base AS b ON b.rule_set = ?1 AND b.email = wanted.value"
             )
-            rows = await self._fetch(sql, (rule_set, _encode_json(list(emails)).decode()))
+            rows = await self._fetch(sql, (rule_set, _encode_json(sorted(emails)).decode()))
         return await anyio.to_thread.run_sync(_decode_rows, rows)
 
     async def list_sizes(self, rule_set: str) -> dict[str, int]:
