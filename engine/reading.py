@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -59,17 +60,20 @@ async def read_sides(
 ) -> list[SideView]:
     """`read_side` for every (reading, base fingerprints) pair, in order.
 
-    `then` is awaited with each reading and its view, in order, as soon as the view is read.
+    `then` is awaited with each reading and its view, in order, as soon as the view is read and
+    the sides before it are handed on; the sides read here are all read first.
     """
     large = [i for i, (reading, _) in enumerate(readings) if reading.size and reading.size >= threshold]
     offload = large[1:] if len(large) == len(readings) else large
-    if not offload:
-        return [await _handed_on(reading, read_side(reading, known), then) for reading, known in readings]
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=len(offload), mp_context=context) as pool:
-        futures: dict[int, Future[SideView]] = {
-            i: pool.submit(read_side_in_worker, readings[i][0], readings[i][1].to_bytes()) for i in offload
-        }
+    with ExitStack() as stack:
+        futures: dict[int, Future[SideView]] = {}
+        if offload:
+            context = multiprocessing.get_context("spawn")
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=len(offload), mp_context=context))
+            futures = {
+                i: pool.submit(read_side_in_worker, readings[i][0], readings[i][1].to_bytes())
+                for i in offload
+            }
         here = {i: read_side(*pair) for i, pair in enumerate(readings) if i not in futures}
         views = []
         for i, (reading, known) in enumerate(readings):
@@ -77,16 +81,10 @@ async def read_sides(
             if view is None:
                 view = await anyio.to_thread.run_sync(futures[i].result)
                 view.known = known
-            views.append(await _handed_on(reading, view, then))
+            if then is not None:
+                await then(reading, view)
+            views.append(view)
     return views
-
-
-async def _handed_on(
-    reading: Reading, view: SideView, then: Callable[[Reading, SideView], Awaitable[None]] | None
-) -> SideView:
-    if then is not None:
-        await then(reading, view)
-    return view
 
 
 @dataclass
