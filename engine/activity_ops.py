@@ -79,8 +79,7 @@ def settled(planned: ActivityState, stored: ActivityState, failed: Iterable[str]
 
 def _event_ops(event: ActivityEvent, campaign_of_list: Mapping[str, str], lists: frozenset[str]) -> list[Op]:
     owned = [name for name in event.lists if name in campaign_of_list]
-    chosen = [name for name in owned if name in lists] or owned
-    campaigns = list(dict.fromkeys(campaign_of_list[name] for name in chosen))
+    campaigns = _campaign_keys([name for name in owned if name in lists] or owned, campaign_of_list)
     details: dict[str, Value] = {"type": event.type, "at": event.at.isoformat()}
     if event.url:
         details["url"] = event.url
@@ -104,13 +103,16 @@ def _event_ops(event: ActivityEvent, campaign_of_list: Mapping[str, str], lists:
 def _sums(totals: Iterable[CampaignTotals], campaign_of_list: Mapping[str, str]) -> dict[str, Sums]:
     sums: dict[str, Sums] = {}
     for campaign in totals:
-        for key in dict.fromkeys(
-            campaign_of_list[name] for name in campaign.lists if name in campaign_of_list
-        ):
+        for key in _campaign_keys(campaign.lists, campaign_of_list):
             into = sums.setdefault(key, dict.fromkeys(TOTALS, 0))
             for name, count in campaign.counts().items():
                 into[name] += count
     return sums
+
+
+def _campaign_keys(lists: Iterable[str], campaign_of_list: Mapping[str, str]) -> list[str]:
+    """The CRM campaigns owning `lists`, each once, in order; lists no campaign owns are left out."""
+    return list(dict.fromkeys(campaign_of_list[name] for name in lists if name in campaign_of_list))
 
 
 def _totals_op(key: str, before: Sums, now: Sums, fields: Mapping[str, str]) -> Op:

@@ -30,7 +30,7 @@ from engine.retrying import with_retries
 from engine.ruleset import RecordKind, RuleSet, Side
 from engine.session import SIDES, Sync
 from engine.simulating import CRM_OPS
-from engine.store import RowOutcome, RunOutcome
+from engine.store import OutcomeRow, RunOutcome
 
 # An apply waits this long for its jobs, then leaves them open for the imports process
 # (`engine.following`), which gives up on a job open for JOB_TIMEOUT since it was submitted.
@@ -64,7 +64,7 @@ class ApplyReport:
 class _Progress:
     failed: set[str] = field(default_factory=set)
     written: dict[tuple[str, Side], int | None] = field(default_factory=dict)
-    outcomes: list[tuple[str, str, RowOutcome, str | None]] = field(default_factory=list)
+    outcomes: list[OutcomeRow] = field(default_factory=list)
 
 
 def side_of(kind: str) -> Side:
@@ -132,7 +132,7 @@ async def _run_batch(
         raise PermanentError(f"adapter {adapter.name} answered {len(outcomes)} outcomes for {len(batch)} ops")
     outcomes = await _settle_jobs(sync, side, adapter, wire, outcomes)
     for op, outcome in zip(batch, outcomes, strict=True):
-        key = op.email or op.list or op.field or ""
+        key = op.key
         if outcome.job is not None:
             report.pending[kind] += 1
             state.failed.add(key)

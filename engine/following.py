@@ -22,7 +22,7 @@ from engine.contract import Outcome
 from engine.plans import Op
 from engine.retrying import with_retries
 from engine.session import Sync
-from engine.store import JobRecord, RowOutcome
+from engine.store import JobRecord, OutcomeRow
 
 
 @dataclass
@@ -45,7 +45,7 @@ async def follow_jobs(sync: Sync) -> FollowReport:
     """Poll every open job of the rule set once; record what ended."""
     store = sync.store
     report = FollowReport(await store.start_run(sync.name, "imports"))
-    outcomes: list[tuple[str, str, RowOutcome, str | None]] = []
+    outcomes: list[OutcomeRow] = []
     try:
         for job in await store.open_jobs(sync.name):
             outcomes += await _follow(sync, job, report, store.now())
@@ -58,9 +58,7 @@ async def follow_jobs(sync: Sync) -> FollowReport:
     return report
 
 
-async def _follow(
-    sync: Sync, job: JobRecord, report: FollowReport, now: float
-) -> list[tuple[str, str, RowOutcome, str | None]]:
+async def _follow(sync: Sync, job: JobRecord, report: FollowReport, now: float) -> list[OutcomeRow]:
     ops = msgspec.msgpack.decode(job.payload, type=list[Op])
     if now - job.submitted_at > JOB_TIMEOUT:
         detail = f"not finished {JOB_TIMEOUT / 3600:g} h after it was submitted; its rows are planned again"
@@ -78,10 +76,10 @@ async def _follow(
 
 def _rows(
     job: JobRecord, ops: Sequence[Op], outcomes: Sequence[Outcome], report: FollowReport
-) -> list[tuple[str, str, RowOutcome, str | None]]:
-    rows: list[tuple[str, str, RowOutcome, str | None]] = []
+) -> list[OutcomeRow]:
+    rows: list[OutcomeRow] = []
     for op, outcome in zip(ops, outcomes, strict=False):
-        key = op.email or op.list or op.field or ""
+        key = op.key
         if outcome.ok:
             report.rows["done"] += 1
             rows.append((key, job.kind, "done", None))

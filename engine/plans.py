@@ -78,6 +78,11 @@ class Op(Struct, frozen=True, omit_defaults=True):
     side: str | None = None
     reason: str | None = None
 
+    @property
+    def key(self) -> str:
+        """What the op is about, as run history names it: its email, else its list, else its field."""
+        return self.email or self.list or self.field or ""
+
 
 class Tokens(Struct, frozen=True):
     """What a plan was made from: the base version and each snapshot's version."""

@@ -47,6 +47,8 @@ Clock = Callable[[], float]
 _T = TypeVar("_T")
 RunOutcome = Literal["running", "ok", "partial", "failed", "held"]
 RowOutcome = Literal["done", "rejected", "pending"]
+# (email, list or field; op kind; outcome; reason): one row of a run's row-level outcomes.
+OutcomeRow = tuple[str, str, RowOutcome, str | None]
 # email -> (record, crm fingerprint, esp fingerprint)
 BaseUpserts = Mapping[str, tuple[Record, int | None, int | None]]
 
@@ -462,9 +464,7 @@ class StateStore:
             if cursor.rowcount == 0:
                 raise KeyError(f"no run with id {run_id}")
 
-    async def record_outcomes(
-        self, run_id: int, rows: Iterable[tuple[str, str, RowOutcome, str | None]]
-    ) -> None:
+    async def record_outcomes(self, run_id: int, rows: Iterable[OutcomeRow]) -> None:
         """Record (email, op kind, outcome, reason) rows for a run, all stamped now."""
         at = self._clock()
         batch = list(rows)

@@ -315,22 +315,21 @@ class WorkbooksAdapter:
 
     async def _record_activity(self, ops: Sequence[Op]) -> list[Outcome]:
         """Per-contact events become online activities; ops without an email are campaign totals."""
-        events = [i for i, op in enumerate(ops) if op.email]
-        totals = [i for i, op in enumerate(ops) if not op.email]
         outcomes: list[Outcome] = [Outcome(False, "not attempted")] * len(ops)
-        if events:
-            done = await activities.record(
-                self._api, self._chunked, self._targets, self._known_campaigns, [ops[i] for i in events]
-            )
-            for index, outcome in zip(events, done, strict=True):
-                outcomes[index] = outcome
-        if totals:
-            done = await campaign_totals.record_totals(
-                self._api, self._chunked, self._known_campaigns, [ops[i] for i in totals]
-            )
-            for index, outcome in zip(totals, done, strict=True):
-                outcomes[index] = outcome
+        for indexes, record in (
+            ([i for i, op in enumerate(ops) if op.email], self._record_events),
+            ([i for i, op in enumerate(ops) if not op.email], self._record_totals),
+        ):
+            if indexes:
+                for index, outcome in zip(indexes, await record([ops[i] for i in indexes]), strict=True):
+                    outcomes[index] = outcome
         return outcomes
+
+    async def _record_events(self, ops: Sequence[Op]) -> list[Outcome]:
+        return await activities.record(self._api, self._chunked, self._targets, self._known_campaigns, ops)
+
+    async def _record_totals(self, ops: Sequence[Op]) -> list[Outcome]:
+        return await campaign_totals.record_totals(self._api, self._chunked, self._known_campaigns, ops)
 
     def _targets(self, op: Op) -> list[Ref[Kind]] | str:
         if not op.email:
