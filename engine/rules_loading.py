@@ -126,15 +126,9 @@ def resolve_secret(ref: SecretRef, base_dir: Path) -> str:
         ) from None
     try:
         return secret_file.read_text(encoding="utf-8").rstrip("\r\n")
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        reason = (
-            exc.strerror
-            if isinstance(exc, OSError)
-            else "it is not UTF-8 text"
-            if isinstance(exc, UnicodeDecodeError)
-            else str(exc)
-        )
-        raise PermanentError(f"the secret file {secret_file!s:.300} cannot be read: {reason}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise PermanentError(f"the secret file {secret_file} cannot be read: {reason}") from None
 
 
 def _read(shown: str, file_path: Path) -> str:

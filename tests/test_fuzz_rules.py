@@ -34,9 +34,9 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from engine.cli import main
-from engine.errors import RulesError
-from engine.rules_loading import LoadedRules, load_rules
-from engine.ruleset import RuleSet
+from engine.errors import PermanentError, RulesError
+from engine.rules_loading import LoadedRules, load_rules, resolve_secret
+from engine.ruleset import RuleSet, SecretRef
 from tests.fuzz_toml import ROOT, base_documents, dumps, mutated_documents, mutated_texts
 from tests.support import fuzz_settings
 
@@ -184,6 +184,12 @@ def test_found_by_fuzzing_refused_by_the_loader_at_their_key(scratch: Path, case
     with pytest.raises(RulesError) as raised:
         load_rules(path)
     assert [problem.path for problem in raised.value.problems] == [where]
+
+
+def test_a_secret_file_in_the_home_of_an_unknown_user_is_a_permanent_error(scratch: Path) -> None:
+    # Like `state`, found by fuzzing: Path.expanduser raised RuntimeError at run time.
+    with pytest.raises(PermanentError, match="home directory"):
+        resolve_secret(SecretRef(file="~nosuchuser-listsync/secret.txt"), scratch)
 
 
 def test_a_missing_or_unreadable_rule_file_is_a_problem_naming_it(scratch: Path) -> None:
