@@ -518,8 +518,11 @@ class StateStore:
         conn = self._connection()
         async with self._lock:
             with _translated(self._path):
-                await conn.execute("BEGIN IMMEDIATE")
+                # BEGIN is inside the try: a caller cancelled while awaiting it (a timeout around a
+                # poll) must still roll back, as the BEGIN runs on aiosqlite's thread regardless. The
+                # rollback is queued behind it, and is a no-op when nothing is open.
                 try:
+                    await conn.execute("BEGIN IMMEDIATE")
                     yield conn
                     await conn.execute("COMMIT")
                 except BaseException:

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from adapters.dotdigital import emulator_v3
 from adapters.dotdigital.emulator_routes import ROUTES, Handler
 from adapters.dotdigital.emulator_state import ApiError, DotdigitalState, Knobs
 
@@ -40,7 +41,8 @@ def create_app(state: DotdigitalState | None = None, *, knobs: Knobs | None = No
         state = DotdigitalState(knobs)
     elif knobs is not None:
         state.knobs = knobs
-    routes = [Route(path, _guarded(state, handler), methods=[method]) for method, path, handler in ROUTES]
+    table = [*ROUTES, *emulator_v3.ROUTES]
+    routes = [Route(path, _guarded(state, handler), methods=[method]) for method, path, handler in table]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.dotdigital = state
     return app
@@ -80,7 +82,11 @@ async def _run(state: DotdigitalState, handler: Handler, request: Request) -> Re
         try:
             response = await handler(state, request)
         except ApiError as refused:
-            response = _error(refused.status, refused.message)
+            response = (
+                JSONResponse({"errorCode": refused.v3_code, "description": refused.message}, refused.status)
+                if refused.v3_code
+                else _error(refused.status, refused.message)
+            )
         malformed = knobs.malformed_json_share > 0 and state.rng.random() < knobs.malformed_json_share
         if malformed and response.media_type == "application/json":
             body = bytes(response.body)

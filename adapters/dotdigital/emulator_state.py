@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from adapters.dotdigital.emulator_data import (
     DATA_FIELD_TYPES,
@@ -39,15 +39,19 @@ from adapters.dotdigital.emulator_data import (
 )
 from adapters.dotdigital.emulator_imports import apply_import
 
+if TYPE_CHECKING:
+    from adapters.dotdigital.emulator_v3 import ContactsImportV3
+
 RESERVED_BOOK_NAMES = frozenset({"test", "all contacts"})
 
 
 class ApiError(Exception):
-    """A refusal the app renders as v2's ``{"message": "<text> ERROR_CODE"}`` with an HTTP status."""
+    """A refusal the app renders as v2's ``{"message": "<text> ERROR_CODE"}`` with an HTTP status, or,
+    with ``v3_code``, as v3's ``{"errorCode": v3_code, "description": message}``."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, v3_code: str | None = None) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.v3_code = status, message, v3_code
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,7 @@ class DotdigitalState:
         self.data_fields: dict[str, DataField] = {}  # upper-cased name -> field
         self.suppressions: dict[int, Suppression] = {}  # contact id -> its current suppression
         self.imports: dict[str, ContactImport] = {}
+        self.v3_imports: dict[str, ContactsImportV3] = {}  # Contacts API v3 imports (emulator_v3.py)
         self.deletions: dict[str, Deletion] = {}
         self.campaigns: dict[int, Campaign] = {}
         self.calls: list[tuple[str, str, int]] = []  # (method, path, status) of every authenticated call
@@ -315,8 +320,7 @@ class DotdigitalState:
     def submit_import(self, book_id: int | None, payload: bytes | None) -> ContactImport:
         if book_id is not None:
             self.book(book_id)
-        active = sum(1 for job in self.imports.values() if job.status == "NotFinished")
-        if active >= self.knobs.max_active_imports:
+        if self.active_imports() >= self.knobs.max_active_imports:
             raise ApiError(400, "Too many imports are in progress. ERROR_IMPORT_TOOMANYACTIVEIMPORTS")
         k = self.knobs
         job = ContactImport(
@@ -329,6 +333,12 @@ class DotdigitalState:
         )
         self.imports[job.id] = job
         return job
+
+    def active_imports(self) -> int:
+        """v2 and v3 imports still running: they share the account's limit."""
+        statuses = [job.status for job in self.imports.values()]
+        statuses += [job.status for job in self.v3_imports.values()]
+        return statuses.count("NotFinished")
 
     def import_job(self, import_id: str) -> ContactImport:
         job = self.imports.get(import_id.lower())
