@@ -1,4 +1,5 @@
-"""The `listsync` command: validate, plan, apply and demo.
+"""The `listsync` command: validate, plan, apply, demo, emulate, and the service's run, status,
+history, approve and discard.
 
 Exit codes follow terraform where it has one: 0 success (no changes with --detailed-exitcode),
 1 error, 2 invalid rules (validate) or changes present (plan --detailed-exitcode), 3 a safety stop
@@ -59,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     emulate.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
     emulate.add_argument("--seed", type=int, default=1, help="seed of the generated data")
 
+    from engine.service_commands import add_parsers
+
+    add_parsers(sub)
+
     demo = sub.add_parser("demo", help="run a self-contained demonstration")
     demo.add_argument(
         "--esp",
@@ -115,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _dispatch(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from engine import commands
+    from engine import commands, service_commands
 
     handler = {
         "validate": commands.validate,
@@ -123,6 +128,11 @@ async def _dispatch(args: argparse.Namespace, out: Console, err: Console) -> int
         "apply": commands.apply,
         "demo": commands.demo,
         "emulate": commands.emulate,
+        "run": service_commands.run,
+        "status": service_commands.status,
+        "history": service_commands.history,
+        "approve": service_commands.approve,
+        "discard": service_commands.discard,
     }[args.command]
     return await handler(args, out, err)
 
