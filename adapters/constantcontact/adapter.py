@@ -75,7 +75,7 @@ SELF_OPTED_OUT = (
     "the contact unsubscribed themselves in Constant Contact (opt_out_source Contact), and Constant Contact "
     "never lets an account re-add such a contact: only they can opt back in"
 )
-_ERROR_LINE = re.compile(r"^Line (\d+) \(([^)]*)\): (.*)$")
+_ERROR_LINE = re.compile(r"^(?:Line (\d+)|Contact \S+) \(([^)]*)\): (.*)$")
 _ENCODER = msgspec.json.Encoder(order="deterministic")
 
 
@@ -505,16 +505,17 @@ def _refusal(known: _Known | None) -> str | None:
 
 
 def _faults(errors: Sequence[str], ops: Sequence[Op]) -> dict[int, str]:
-    """Op index -> reason, from ``activity_errors`` such as ``Line 3 (ann@example.com): reason``: by
-    the email when it names one of the ops, else by the line (rows are in op order)."""
+    """Op index -> reason, from ``activity_errors`` such as ``Line 3 (ann@example.com): reason`` (an
+    import's row) or ``Contact <id> (ann@example.com): reason`` (a membership's): by the email when it
+    names one of the ops, else by the import's line (its rows are in op order)."""
     where = {str(op.email).lower(): index for index, op in enumerate(ops)}
     faults: dict[int, str] = {}
     for error in errors:
         matched = _ERROR_LINE.match(error)
         if matched is None:
             continue
-        line, email, reason = int(matched[1]), matched[2].strip().lower(), matched[3]
-        index = where.get(email, line - 1)
+        line, email, reason = matched[1], matched[2].strip().lower(), matched[3]
+        index = where.get(email, int(line) - 1 if line else -1)
         if 0 <= index < len(ops):
             faults.setdefault(index, reason)
     return faults

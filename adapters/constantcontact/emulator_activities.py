@@ -5,7 +5,8 @@ creates or updates contacts by email (new ones ``implicit`` with ``opt_in_source
 properties given are changed; ``cf:<name>`` keys set custom fields that must exist) and adds them to
 its ``list_ids``; an unsubscribed contact is neither re-subscribed nor added to a list (counted in
 ``cannot_add_to_list_count``). Membership activities add or remove the ``source.contact_ids`` to or
-from ``list_ids``; a contact delete soft-deletes. Each refused row becomes an ``activity_errors``
+from ``list_ids`` (an unsubscribed one is not added, and an error says so); a contact delete
+soft-deletes. Each refused row becomes an ``activity_errors``
 string naming its line (1-based, in ``import_data`` order) and its email, which is as much as the
 vendor's strings say. ``ConstantContactState.poll_activity`` calls ``apply_activity``.
 """
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from adapters.constantcontact.emulator_state import ConstantContactState
 
 UNSUBSCRIBED = "the contact is unsubscribed and cannot be added to a list by an import"
+UNSUBSCRIBED_MEMBER = "the contact is unsubscribed and was not added to the lists"
 
 
 def apply_activity(state: ConstantContactState, job: BulkActivity) -> None:
@@ -106,13 +108,12 @@ def _memberships(state: ConstantContactState, job: BulkActivity, *, adding: bool
     source = job.payload.get("source") or {}
     ids = [str(i) for i in source.get("contact_ids", [])]
     list_ids = [str(i) for i in job.payload.get("list_ids", []) if str(i) in state.lists]
-    refused = 0
     for contact_id in ids:
         contact = state.contacts.get(contact_id)
         if contact is None or contact.deleted_at is not None:
             continue
         if adding and contact.permission == "unsubscribed":
-            refused += 1
+            job.errors.append(f"Contact {contact_id} ({contact.email}): {UNSUBSCRIBED_MEMBER}")
             continue
         changed = False
         for list_id in list_ids:
@@ -128,5 +129,3 @@ def _memberships(state: ConstantContactState, job: BulkActivity, *, adding: bool
         "items_completed_count": len(ids),
         "list_count": len(list_ids),
     }
-    if refused:
-        job.counts["cannot_add_to_list_count"] = refused

@@ -351,10 +351,10 @@ class ConstantContactState:
         if job is None:
             raise ApiError(404, "activities.api.not.found", f"Activity {activity_id} not found.")
         job.polls += 1
-        if job.queued and not job.stalled:
+        if job.queued:
             if job.started_at is None:
                 job.state, job.started_at = "processing", self.now()
-            if job.polls > job.polls_needed:
+            if job.polls > job.polls_needed and not job.stalled:
                 apply_activity(self, job)
                 job.completed_at = self.now()
         return job
