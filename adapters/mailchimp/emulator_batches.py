@@ -51,7 +51,9 @@ async def run(state: MailchimpState, batch: Batch, dispatch: Dispatch) -> None:
             query = {str(k): str(v) for k, v in (params or {}).items()}
             raw = op.get("body") or ""
             sent = raw.encode() if isinstance(raw, str) else json.dumps(raw).encode()
-            status, body = await dispatch(str(op["method"]).upper(), str(op["path"]), query, sent)
+            # Operation paths are relative to the API root ("/lists/..."); "/3.0/lists/..." works too.
+            path = "/" + str(op["path"]).lstrip("/").removeprefix("3.0/")
+            status, body = await dispatch(str(op["method"]).upper(), "/3.0" + path, query, sent)
         results.append(
             {"status_code": status, "operation_id": op.get("operation_id"), "response": body.decode()}
         )

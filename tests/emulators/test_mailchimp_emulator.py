@@ -369,7 +369,7 @@ async def test_a_batch_moves_through_its_stages_and_publishes_per_operation_resu
     state, list_id = fresh(batch_polls=4)
     state.add_member(state.audiences[list_id], "a@example.com", "subscribed")
     ops = [
-        {"method": "POST", "path": f"/3.0/lists/{list_id}/members/{subscriber_hash('a@example.com')}/tags",
+        {"method": "POST", "path": f"/lists/{list_id}/members/{subscriber_hash('a@example.com')}/tags",
          "body": json.dumps({"tags": [{"name": "Spring", "status": "active"}]}), "operation_id": "0"},
         {"method": "POST", "path": f"/3.0/lists/{list_id}/members/{subscriber_hash('b@example.com')}/tags",
          "body": json.dumps({"tags": [{"name": "Spring", "status": "active"}]}), "operation_id": "1"},
