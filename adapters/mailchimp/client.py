@@ -85,7 +85,7 @@ def _decode(response: httpx.Response, type_: type[T]) -> T:
         ) from None
 
 
-async def concurrently(calls: Iterable[Coroutine[Any, Any, None]]) -> None:
+async def concurrently(calls: Iterable[Coroutine[Any, Any, object]]) -> None:
     """Await ``calls`` at once; the first failure is raised as itself (not an ExceptionGroup), the
     engine's error tree being what callers handle, and the other calls are cancelled."""
     try:

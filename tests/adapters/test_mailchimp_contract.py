@@ -67,9 +67,8 @@ async def opened(
     context = AdapterContext(
         "esp", Path("."), Budget("mailchimp", None), lambda ref: state.knobs.api_key, http=http
     )
-    adapter = MailchimpAdapter(
-        MailchimpSettings(api_key=SecretRef(env="MAILCHIMP_KEY"), audience=AUDIENCE, **settings), context
-    )
+    chosen = {"audience": AUDIENCE, **settings}
+    adapter = MailchimpAdapter(MailchimpSettings(api_key=SecretRef(env="MAILCHIMP_KEY"), **chosen), context)
     try:
         yield adapter
     finally:
