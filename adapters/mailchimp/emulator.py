@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,7 +32,7 @@ from starlette.types import Message
 from adapters.mailchimp import emulator_batches
 from adapters.mailchimp.emulator_routes import ROUTES, Handler
 from adapters.mailchimp.emulator_state import ApiError, Knobs, MailchimpState
-from adapters.mailchimp.emulator_wire import problem
+from adapters.mailchimp.emulator_wire import ok, partial, problem
 
 _VENDOR_HOST = re.compile(r"^(?P<dc>[a-z]+[0-9]+)\.api\.mailchimp\.com$")
 MISSING = ApiError(401, "API Key Missing", "Your request did not include an API key.")
@@ -82,9 +83,13 @@ def _guarded(state: MailchimpState, handler: Handler) -> Callable[[Request], Awa
 def _api(state: MailchimpState, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         try:
-            return await handler(state, request)
+            response = await handler(state, request)
         except ApiError as refused:
             return problem(state, refused)
+        fields, exclude = (request.query_params.get(n) for n in ("fields", "exclude_fields"))
+        if (fields or exclude) and response.media_type == "application/json" and response.status_code < 300:
+            return ok(partial(json.loads(bytes(response.body)), fields, exclude), response.status_code)
+        return response
 
     return endpoint
 

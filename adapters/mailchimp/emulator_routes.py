@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapters.mailchimp import emulator_batches
+from adapters.mailchimp import emulator_batches, emulator_members
 from adapters.mailchimp.emulator_data import STATUSES, Audience, Campaign, Recipient, iso
 from adapters.mailchimp.emulator_state import MailchimpState, invalid
 from adapters.mailchimp.emulator_wire import (
@@ -64,8 +64,8 @@ async def batch_subscribe(state: MailchimpState, request: Request) -> Response:
     members = body.get("members")
     if not isinstance(members, list):
         raise invalid("members must be an array.")
-    new, updated, errors = state.batch_subscribe(
-        audience, members, update_existing=bool(body.get("update_existing"))
+    new, updated, errors = emulator_members.batch_subscribe(
+        state, audience, members, update_existing=bool(body.get("update_existing"))
     )
     return bulk_answer(
         audience,
@@ -93,7 +93,7 @@ async def list_members(state: MailchimpState, request: Request) -> Response:
 
 async def add_member(state: MailchimpState, request: Request) -> Response:
     audience = _audience(state, request)
-    member, _ = state.upsert(audience, await read_json(request), create_only=True)
+    member, _ = emulator_members.upsert(state, audience, await read_json(request), create_only=True)
     return ok(render_member(audience, member))
 
 
@@ -105,7 +105,7 @@ async def get_member(state: MailchimpState, request: Request) -> Response:
 async def put_member(state: MailchimpState, request: Request) -> Response:
     audience = _audience(state, request)
     key = request.path_params["subscriber_hash"]
-    member, _ = state.upsert(audience, await read_json(request), key=key)
+    member, _ = emulator_members.upsert(state, audience, await read_json(request), key=key)
     return ok(render_member(audience, member))
 
 
@@ -113,7 +113,7 @@ async def patch_member(state: MailchimpState, request: Request) -> Response:
     audience = _audience(state, request)
     member = state.member(audience, request.path_params["subscriber_hash"], archived=False)
     body = {**await read_json(request), "email_address": member.email}
-    updated, _ = state.upsert(audience, body, key=member.id)
+    updated, _ = emulator_members.upsert(state, audience, body, key=member.id)
     return ok(render_member(audience, updated))
 
 

@@ -2,10 +2,11 @@
 
 The HTTP layer (``emulator.py``, ``emulator_routes.py``, ``emulator_wire.py``) only parses requests,
 renders JSON and maps errors; everything the account *does* lives here, in one ``MailchimpState`` that
-tests can inspect and steer: audiences with members keyed by subscriber hash, merge fields with the
-audience's limit, tags (static segments), the compliance rules on status changes, archiving and
-permanent deletion, sent campaigns with per-recipient activity, and batch operations that move through
-their stages as they are polled (running them is ``emulator_batches.py``'s job). Time comes only from
+tests can inspect and steer: audiences with members keyed by subscriber hash (creating and changing
+them under the vendor's status rules is ``emulator_members.py``'s job), merge fields with the audience's
+limit, tags (static segments), archiving and permanent deletion, sent campaigns with per-recipient
+activity, and batch operations that move through their stages as they are polled (running them is
+``emulator_batches.py``'s job). Time comes only from
 the injected monotonic ``clock``; dates are derived from it. Randomness comes only from ``state.rng``.
 
 Where the published material is silent the emulator makes a documented choice: the default member
@@ -25,12 +26,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from adapters.mailchimp.emulator_data import (
-    ADMIN_REASON,
     BATCH_STAGES,
-    COMPLIANCE,
     DEFAULT_MERGE_FIELDS,
     MERGE_TYPES,
-    STATUSES,
     Audience,
     Batch,
     Campaign,
@@ -165,95 +163,10 @@ class MailchimpState:
         audience.members[member.id] = member
         return member
 
-    def upsert(
-        self,
-        audience: Audience,
-        body: Mapping[str, Any],
-        *,
-        key: str | None = None,
-        create_only: bool = False,
-    ) -> tuple[Member, bool]:
-        """PUT (``key`` is the path's hash), POST (``create_only``) and each batch-subscribe member."""
-        email = str(body.get("email_address") or "").strip()
-        if not valid_email(email):
-            raise invalid(
-                f"{email or 'The address'} looks fake or invalid, please enter a real email address."
-            )
-        member_id = subscriber_hash(email)
-        if key is not None and key.lower() not in (member_id, email.lower()):
-            raise invalid("The email address in the body does not match the subscriber hash in the path.")
-        status, if_new = (_status(body, name) for name in ("status", "status_if_new"))
-        values = self.merge_values(audience, body.get("merge_fields") or {})
-        member = audience.members.get(member_id)
-        created = member is None
-        if member is None:
-            wanted = status or if_new
-            if wanted is None:
-                raise invalid(
-                    UNVALIDATED,
-                    [{"field": "status", "message": "Schema describes enum, NULL found instead"}],
-                )
-            if member_id in audience.forgotten and wanted != "unsubscribed":
-                raise ApiError(400, "Forgotten Email Not Subscribed", (
-                    f"{email} was permanently deleted and cannot be re-imported. The contact must "
-                    "re-subscribe to get back on the list."
-                ))  # fmt: skip
-            member = self.add_member(audience, email, wanted)
-            self._status_changed(audience, member, wanted)
-        else:
-            if create_only:
-                raise ApiError(400, "Member Exists", (
-                    f"{email} is already a list member. Use PUT to insert or update list members."
-                ))  # fmt: skip
-            current = member.status_before_archive if member.status == "archived" else member.status
-            if status is not None and status != current and status in COMPLIANCE.get(current or "", ()):
-                raise ApiError(400, "Member In Compliance State", (
-                    f"{email} is in a compliance state due to unsubscribe, bounce, or compliance review "
-                    "and cannot be subscribed."
-                ))  # fmt: skip
-            member.status, member.status_before_archive = current or "subscribed", None
-            if status is not None and status != member.status and member.status != "cleaned":
-                member.status = status
-                self._status_changed(audience, member, status)
-        member.merge.update(values)
-        member.last_changed = self.now()
-        tags = body.get("tags")
-        if isinstance(tags, list):
-            self.set_tags(audience, member, [(str(name), True) for name in tags])
-        return member, created
-
-    def _status_changed(self, audience: Audience, member: Member, status: str) -> None:
-        if status == "unsubscribed":
-            member.unsubscribe_reason = member.unsubscribe_reason or ADMIN_REASON
-            audience.last_unsub = self.now()
-        elif status in ("subscribed", "pending"):
-            member.unsubscribe_reason = ""
-            audience.last_sub = self.now()
-
     def unsubscribe(self, audience: Audience, member: Member, reason: str, when: datetime) -> None:
         """A recipient's own unsubscribe (from a campaign's link)."""
         member.status, member.unsubscribe_reason, member.last_changed = "unsubscribed", reason, when
         audience.last_unsub = when
-
-    def merge_values(self, audience: Audience, values: Any) -> dict[str, Any]:
-        if not isinstance(values, dict):
-            raise invalid(
-                "Your merge fields were invalid.", [{"field": "merge_fields", "message": "not an object"}]
-            )
-        out: dict[str, Any] = {}
-        problems: list[dict[str, str]] = []
-        for tag, raw in values.items():
-            known = audience.merge_fields.get(str(tag).upper())
-            if known is None:
-                problems.append({"field": str(tag), "message": "This merge field does not exist"})
-                continue
-            try:
-                out[known.tag] = known.coerce(raw)
-            except ValueError as wrong:
-                problems.append({"field": known.tag, "message": str(wrong)})
-        if problems:
-            raise invalid("Your merge fields were invalid.", problems)
-        return out
 
     def archive(self, audience: Audience, key: str) -> None:
         member = self.member(audience, key, archived=False)
@@ -266,34 +179,6 @@ class MailchimpState:
         audience.forgotten.add(member.id)
         for segment in audience.segments.values():
             segment.members.pop(member.id, None)
-
-    def batch_subscribe(
-        self, audience: Audience, members: list[Any], *, update_existing: bool
-    ) -> tuple[list[Member], list[Member], list[dict[str, str]]]:
-        """``POST /lists/{id}``: (new members, updated members, per-member errors)."""
-        if len(members) > MAX_BATCH_MEMBERS:
-            raise invalid(f"You may add or update at most {MAX_BATCH_MEMBERS} members in one call.")
-        new: list[Member] = []
-        updated: list[Member] = []
-        errors: list[dict[str, str]] = []
-        seen: set[str] = set()
-        for body in members:
-            email = str(body.get("email_address") or "") if isinstance(body, dict) else ""
-            try:
-                if subscriber_hash(email) in seen:
-                    raise invalid(f"{email} appears more than once in this batch.")
-                seen.add(subscriber_hash(email))
-                existed = subscriber_hash(email) in audience.members
-                member, _ = self.upsert(audience, body, create_only=not update_existing)
-            except ApiError as refused:
-                code = "ERROR_CONTACT_EXISTS" if refused.title == "Member Exists" else "ERROR_GENERIC"
-                detail = refused.detail
-                if refused.errors:
-                    detail += " " + "; ".join(f"{e['field']}: {e['message']}" for e in refused.errors)
-                errors.append({"email_address": email, "error": detail, "error_code": code})
-                continue
-            (updated if existed else new).append(member)
-        return new, updated, errors
 
     # -- tags and static segments -------------------------------------------------------------------
     def create_segment(self, audience: Audience, name: str, emails: Iterable[str] = ()) -> Segment:
@@ -439,20 +324,3 @@ class MailchimpState:
                 stage = min(stage, BATCH_STAGES.index("started"))
             batch.status = BATCH_STAGES[stage]
         return batch
-
-
-def _status(body: Mapping[str, Any], name: str) -> str | None:
-    value = body.get(name)
-    if value is None or value == "":
-        return None
-    if value not in STATUSES:
-        raise invalid(
-            UNVALIDATED,
-            [
-                {
-                    "field": name,
-                    "message": f"Data did not match any of the schemas described in anyOf ({value})",
-                }
-            ],
-        )
-    return str(value)

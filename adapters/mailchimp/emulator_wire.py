@@ -93,6 +93,33 @@ def problem(state: MailchimpState, error: ApiError, headers: dict[str, str] | No
     )
 
 
+def partial(body: Any, fields: str | None, exclude: str | None) -> Any:
+    """``body`` cut down by the ``fields`` and ``exclude_fields`` parameters (comma-separated dotted
+    paths, such as ``members.email_address``; a path into a list applies to each of its items)."""
+
+    def paths(text: str | None) -> list[list[str]]:
+        return [p.strip().split(".") for p in (text or "").split(",") if p.strip()]
+
+    def cut(value: Any, wanted: list[list[str]], keep: bool) -> Any:
+        if isinstance(value, list):
+            return [cut(item, wanted, keep) for item in value]
+        if not isinstance(value, dict):
+            return value
+        out = {}
+        for key, item in value.items():
+            deeper = [p[1:] for p in wanted if p[0] == key]
+            whole = any(not p for p in deeper)
+            if keep and deeper:
+                out[key] = item if whole else cut(item, [p for p in deeper if p], keep)
+            elif not keep and not whole:
+                out[key] = cut(item, deeper, keep) if deeper else item
+        return out
+
+    if fields:
+        body = cut(body, paths(fields), True)
+    return cut(body, paths(exclude), False) if exclude else body
+
+
 def ok(body: Any, status: int = 200) -> Response:
     return JSONResponse(body, status)
 

@@ -206,6 +206,8 @@ async def test_members_page_filter_and_archive() -> None:
             M,
         )
         too_many = await http.get(url, params={"count": 1001})
+        slim = await http.get(url, params={"fields": "members.email_address,total_items", "count": 2})
+        lean = await http.get(url, params={"exclude_fields": "members.merge_fields,members._links,_links"})
     assert [m["email_address"] for m in first["members"]] == [f"m{n}@example.com" for n in range(20, 25)]
     assert first["total_items"] == 25
     assert unsubscribed["total_items"] == 5
@@ -214,6 +216,9 @@ async def test_members_page_filter_and_archive() -> None:
     assert listed["total_items"] == 24 and [m["status"] for m in only_archived["members"]] == ["archived"]
     assert restored["status"] == "subscribed"
     assert too_many.status_code == 400
+    two = [{"email_address": "m0@example.com"}, {"email_address": "m1@example.com"}]
+    assert slim.json() == {"members": two, "total_items": 25}
+    assert "merge_fields" not in lean.json()["members"][0] and "status" in lean.json()["members"][0]
 
 
 @pytest.mark.asyncio
