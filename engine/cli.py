@@ -15,6 +15,7 @@ from pathlib import Path
 
 import anyio
 from rich.console import Console
+from rich.markup import escape
 
 from engine.errors import ListsyncError, RulesError, SafetyStop, StalePlanError
 from engine.processes import DESCRIPTIONS, PROCESSES
@@ -100,8 +101,9 @@ def _process_option(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # soft_wrap: a plan line is never broken in two, whatever the width (or a pipe's 80 columns).
-    out = Console(highlight=False, soft_wrap=True)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    # emoji off: rich would print "rules.toml:100:3" as "rules.toml💯3".
+    out = Console(highlight=False, soft_wrap=True, emoji=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
     try:
         return int(anyio.run(_dispatch, args, out, err, backend="asyncio"))
     except RulesError as error:
@@ -109,10 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             err.print(str(problem), markup=False, soft_wrap=True)
         return EXIT_INVALID
     except (SafetyStop, StalePlanError) as error:
-        err.print(f"[bold red]Stopped:[/] {error}")
+        err.print(f"[bold red]Stopped:[/] {escape(str(error))}")
         return EXIT_SAFETY
     except (ListsyncError, UnknownAdapter) as error:
-        err.print(f"[bold red]Error:[/] {error}")
+        # Escaped: a vendor's or a path's "[/...]" would otherwise be read as markup, and raise.
+        err.print(f"[bold red]Error:[/] {escape(str(error))}")
         return EXIT_ERROR
     except KeyboardInterrupt:
         err.print("Interrupted.")

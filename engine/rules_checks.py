@@ -185,6 +185,10 @@ def _check_template(
     except ValueError as exc:
         return [Issue(where, f"not a valid template: {exc}")]
     issues: list[Issue] = []
+    for _, field, _, conversion in string.Formatter().parse(template):
+        if field is not None and conversion not in (None, "s", "r", "a"):
+            message = f"placeholder {{{field}!{conversion}}}: a conversion is !s, !r or !a, or none at all"
+            issues.append(Issue(where, message))
     lengths: Mapping[str, int] = crm_caps.campaign_field_lengths if crm_caps is not None else {}
     offered = [*_CAMPAIGN_BASICS, *(name for name in lengths if name not in _CAMPAIGN_BASICS)]
     worst: list[tuple[int, str]] = []
@@ -200,7 +204,8 @@ def _check_template(
             continue
         spec_match = _FORMAT_SPEC.match(spec)
         try:
-            format("", spec)
+            # Tried without its width: "{name:999999999}" would build a string that long.
+            format("", _without_width(spec, spec_match))
         except ValueError:
             spec_match = None
         if spec_match is None:
@@ -223,6 +228,13 @@ def _check_template(
             message += f"; truncate a placeholder, e.g. {{{field}:.{precision}}}"
         issues.append(Issue(where, message))
     return issues
+
+
+def _without_width(spec: str, match: re.Match[str] | None) -> str:
+    if match is None or match.group("width") is None:
+        return spec
+    start, end = match.span("width")
+    return spec[:start] + spec[end:]
 
 
 def check_crm_fields(rules: RuleSet, columns: Mapping[str, frozenset[str]]) -> list[Issue]:

@@ -50,6 +50,9 @@ _TYPE_NAMES = {
     "time": "a time",
     "datetime": "a date-time",
 }
+# What must not reach a problem's text unescaped: it is printed one problem per line.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SHOWN_MAX = 60
 _ERROR_AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _PATH_PART = re.compile(r"\.(?P<key>[A-Za-z_][A-Za-z0-9_]*)|\[(?P<index>\d+)\]")
 
@@ -88,7 +91,7 @@ def decode_fields(
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1)
             hint = f'; did you mean "{close[0]}"?' if close else f"; expected one of {_quoted(fields)}"
-            issues.append(Issue((*path, key), f'unknown key "{key}"{hint}'))
+            issues.append(Issue((*path, key), f"unknown key {shown_text(key)}{hint}"))
     decoded: dict[str, Any] = {}
     for key, info in fields.items():
         if key in value:
@@ -157,7 +160,7 @@ def _explain(message: str, tp: Any, found: Any, *, secret: bool) -> str:
     if message.startswith("Invalid enum value"):
         allowed = _literal_values(tp)
         close = difflib.get_close_matches(str(found), [str(a) for a in allowed], n=1)
-        shown = "" if secret else f' "{found}"'
+        shown = "" if secret else f" {shown_text(str(found))}"
         hint = f'; did you mean "{close[0]}"?' if close else ""
         return f"invalid value{shown}; expected one of {_quoted(allowed)}{hint}"
     wrong = re.match(r"Expected `(?P<expected>[^`]*)`, got `(?P<got>[^`]*)`$", message)
@@ -195,10 +198,21 @@ def _shown(found: Any, secret: bool, template: str) -> str:
     if isinstance(found, bool):
         text = "true" if found else "false"
     elif isinstance(found, str):
-        text = f'"{found}"' if len(found) <= 60 else f'"{found[:57]}..."'
+        text = shown_text(found)
     else:
         text = repr(found)[:60]
     return template.format(text)
+
+
+def shown_text(text: str) -> str:
+    """`text` quoted for a problem's message: cut to 60 characters, control characters escaped."""
+    cut = text if len(text) <= _SHOWN_MAX else text[: _SHOWN_MAX - 3] + "..."
+    return f'"{one_line(cut)}"'
+
+
+def one_line(text: str) -> str:
+    """`text` with line breaks and other control characters escaped (``\\n``, ``\\x1e``, ``\\u2028``)."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _quoted(values: typing.Iterable[object]) -> str:

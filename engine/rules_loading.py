@@ -25,7 +25,7 @@ from engine.contract import Capabilities
 from engine.errors import PermanentError, RuleProblem, RulesError
 from engine.registry import adapter_factory
 from engine.rules_checks import Sections, check_crm_fields, check_rules
-from engine.rules_decoding import FAILED, SECRET_HINT, Issue, decode, decode_fields
+from engine.rules_decoding import FAILED, SECRET_HINT, Issue, decode, decode_fields, one_line, shown_text
 from engine.ruleset import FieldMapping, RuleSet, SecretRef, Side
 from engine.toml_positions import KeyPath, SourceMap, format_path
 
@@ -55,18 +55,20 @@ def load_rules(path: str | Path, *, check_adapters: bool = True) -> LoadedRules:
     """Load and validate the rule file at `path`; `RulesError` carries every problem found."""
     shown = str(path)
     file_path = Path(path).resolve()
-    try:
-        text = file_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise RulesError([RuleProblem(shown, 0, 0, "", f"cannot read the rule file: {reason}")]) from None
+    text = _read(shown, file_path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RulesError([_syntax_problem(shown, text, exc)]) from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively; Python's stack ends first.
+        message = "TOML nested too deeply: arrays or inline tables hundreds of levels inside each other"
+        raise RulesError([RuleProblem(shown, 1, 1, "", message)]) from None
 
     issues: list[Issue] = []
     top = decode_fields(data, RuleSet, (), issues, secret=False)
+    _check_nul(data, (), issues)
+    state = _state_path(top["state"], issues)
     secret_paths = _check_secret_names(data, issues)
     crm_settings = esp_settings = None
     crm_caps = esp_caps = None
@@ -87,7 +89,7 @@ def load_rules(path: str | Path, *, check_adapters: bool = True) -> LoadedRules:
 
     rules = msgspec.convert(data, RuleSet)
     base_dir = file_path.parent
-    state = Path(rules.state).expanduser()
+    assert state is not None  # decoded, and expanded without an issue
     return LoadedRules(
         rules=rules,
         path=file_path,
@@ -104,7 +106,8 @@ def refuse_missing_crm_fields(loaded: LoadedRules, columns: Mapping[str, frozens
     """Raise `RulesError`, located in the rule file, for fields the CRM's metadata lacks."""
     issues = check_crm_fields(loaded.rules, columns)
     if issues:
-        raise RulesError(_locate(str(loaded.path), loaded.path.read_text(encoding="utf-8"), issues))
+        shown = str(loaded.path)
+        raise RulesError(_locate(shown, _read(shown, loaded.path), issues))
 
 
 def resolve_secret(ref: SecretRef, base_dir: Path) -> str:
@@ -115,12 +118,63 @@ def resolve_secret(ref: SecretRef, base_dir: Path) -> str:
             raise PermanentError(f"the secret's environment variable {ref.env} is not set")
         return value
     assert ref.file is not None  # SecretRef names exactly one source
-    secret_file = base_dir / Path(ref.file).expanduser()
+    try:
+        secret_file = base_dir / Path(ref.file).expanduser()
+    except RuntimeError:  # "~name/..." for a user this system does not know
+        raise PermanentError(
+            f"the secret file {ref.file!r} names a home directory that does not exist"
+        ) from None
     try:
         return secret_file.read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = (
+            exc.strerror
+            if isinstance(exc, OSError)
+            else "it is not UTF-8 text"
+            if isinstance(exc, UnicodeDecodeError)
+            else str(exc)
+        )
+        raise PermanentError(f"the secret file {secret_file!s:.300} cannot be read: {reason}") from None
+
+
+def _read(shown: str, file_path: Path) -> str:
+    """The rule file's text; a UTF-8 byte-order mark (as some Windows editors write) is dropped."""
+    try:
+        return file_path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise PermanentError(f"the secret file {secret_file} cannot be read: {reason}") from None
+        raise RulesError([RuleProblem(shown, 0, 0, "", f"cannot read the rule file: {reason}")]) from None
+
+
+def _state_path(state: Any, issues: list[Issue]) -> Path | None:
+    """The decoded `state` with ``~`` expanded, or None (with an issue when the expansion failed)."""
+    if not isinstance(state, str) or "\0" in state:
+        return None  # already reported
+    try:
+        return Path(state).expanduser()
+    except RuntimeError:
+        issues.append(Issue(("state",), f"{shown_text(state)} names a home directory that does not exist"))
+        return None
+
+
+def _check_nul(value: Any, path: KeyPath, issues: list[Issue]) -> None:
+    """Refuse NUL characters (TOML's "\\u0000") in any key or string: no path, name or setting holds one."""
+    items: Iterable[tuple[str | int, Any]]
+    if isinstance(value, str):
+        if "\0" in value:
+            issues.append(Issue(path, "a NUL character (\\u0000) cannot be part of a name, path or setting"))
+        return
+    if isinstance(value, dict):
+        items = value.items()
+        for key in value:
+            if "\0" in key:
+                issues.append(Issue((*path, key), "a NUL character (\\u0000) cannot be part of a key"))
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return
+    for key, item in items:
+        _check_nul(item, (*path, key), issues)
 
 
 def _ok(value: Any) -> Any:
@@ -164,7 +218,7 @@ def _secret_keys(value: Any, path: KeyPath, issues: list[Issue]) -> list[KeyPath
         where = (*path, key)
         if isinstance(key, str) and _SECRET_NAME.search(key.replace("-", "_")):
             if isinstance(item, str):
-                message = f'"{key}" looks like a secret; {SECRET_HINT}'
+                message = f"{shown_text(key)} looks like a secret; {SECRET_HINT}"
                 issues.append(Issue(where, message))
                 paths.append(where)
                 continue
@@ -212,13 +266,17 @@ def _adapter(
 def _syntax_problem(shown: str, text: str, exc: tomllib.TOMLDecodeError) -> RuleProblem:
     match = _SYNTAX_AT.match(str(exc))
     if match is None:
-        return RuleProblem(shown, 1, 1, "", f"TOML syntax error: {exc}")
+        return RuleProblem(shown, 1, 1, "", f"TOML syntax error: {_said(str(exc))}")
     if match.group("line") is not None:
         line, column = int(match.group("line")), int(match.group("column"))
-    else:
-        lines = text.splitlines() or [""]
-        line, column = len(lines), len(lines[-1]) + 1
-    return RuleProblem(shown, line, column, "", f"TOML syntax error: {match.group('message')}")
+    else:  # TOML's lines end at "\n" only: str.splitlines would also split at "\x0b", "\u2028"...
+        line, column = text.count("\n") + 1, len(text) - text.rfind("\n")
+    return RuleProblem(shown, line, column, "", f"TOML syntax error: {_said(match.group('message'))}")
+
+
+def _said(message: str) -> str:
+    """tomllib's message on one line, and short: it may quote a whole (long) key."""
+    return one_line(message if len(message) <= 200 else message[:197] + "...")
 
 
 def _locate(shown: str, text: str, issues: list[Issue]) -> list[RuleProblem]:
@@ -227,7 +285,8 @@ def _locate(shown: str, text: str, issues: list[Issue]) -> list[RuleProblem]:
     problems: list[RuleProblem] = []
     for issue in issues:
         at = source.find(issue.path)
-        problem = RuleProblem(shown, at.line, at.column, format_path(issue.path), issue.message)
+        message = one_line(issue.message)
+        problem = RuleProblem(shown, at.line, at.column, format_path(issue.path), message)
         if problem not in problems:
             problems.append(problem)
     return sorted(problems, key=lambda problem: (problem.line, problem.column))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 KeyPath = tuple[str | int, ...]
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_KEY_SHOWN = 60
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,14 @@ class Position:
 
 
 def format_path(path: KeyPath) -> str:
-    """`("fields", 1, "type")` -> ``fields[1].type``; keys that are not bare are quoted."""
+    """`("fields", 1, "type")` -> ``fields[1].type``; keys that are not bare are quoted (ASCII, one
+    line), and a key past 60 characters is cut short, as it is only there to be recognised."""
     text = ""
     for part in path:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
+            part = part if len(part) <= _KEY_SHOWN else part[: _KEY_SHOWN - 3] + "..."
             key = part if _BARE_KEY.fullmatch(part) else json.dumps(part)
             text += f".{key}" if text else key
     return text

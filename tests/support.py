@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
+import hypothesis
 import msgspec
 
 from engine.diffing import RecordDiff, diff_record
@@ -84,3 +86,27 @@ def most_in_a_window(stamps: Sequence[float], window: float) -> int:
             left += 1
         most = max(most, right - left + 1)
     return most
+
+
+# -- fuzzing ------------------------------------------------------------------------------------------
+# LISTSYNC_FUZZ=long (what bin/fuzz sets) runs every fuzz test with FUZZ_LONG_FACTOR times its
+# default examples; the default run keeps each one to a few seconds.
+FUZZ_LONG = os.environ.get("LISTSYNC_FUZZ", "").strip().lower() == "long"
+FUZZ_LONG_FACTOR = 40
+
+
+def fuzz_settings(examples: int) -> hypothesis.settings:
+    """Hypothesis settings for a fuzz test: `examples` by default, many more with LISTSYNC_FUZZ=long.
+
+    No deadline: an example's time depends on the generated size and on the machine, and a slow
+    example is not a failure here. Failing examples are kept in `.hypothesis/` (ignored by git) and
+    tried first on the next run."""
+    return hypothesis.settings(
+        max_examples=examples * FUZZ_LONG_FACTOR if FUZZ_LONG else examples,
+        deadline=None,
+        suppress_health_check=[
+            hypothesis.HealthCheck.too_slow,
+            hypothesis.HealthCheck.data_too_large,
+            hypothesis.HealthCheck.large_base_example,
+        ],
+    )

@@ -101,7 +101,7 @@ class DotdigitalClient:
             response = await self._http.request(
                 method, path, auth=self._auth, headers={"User-Agent": USER_AGENT}, **kwargs
             )
-        except (httpx.UnsupportedProtocol, httpx.TooManyRedirects) as wrong:
+        except (httpx.UnsupportedProtocol, httpx.TooManyRedirects, httpx.InvalidURL) as wrong:
             raise PermanentError(
                 f"Dotdigital {method} {path} cannot be reached at {self._http.base_url} "
                 f"({type(wrong).__name__}); check the account's API URL (discover_endpoint() gives it)."
@@ -137,7 +137,8 @@ class DotdigitalClient:
         endpoint = info.property_value("ApiEndpoint")
         if not endpoint:
             raise PermanentError(
-                f"Dotdigital account {info.id} reports no ApiEndpoint; set the account's API URL by hand."
+                f"Dotdigital's answer to GET /v2/account-info names no ApiEndpoint for account {info.id}; "
+                "set the account's API URL by hand."
             )
         return endpoint.rstrip("/")
 
@@ -263,8 +264,9 @@ class DotdigitalClient:
             return wire.read_faults(response.content)
         except (UnicodeDecodeError, csv.Error):
             raise TransientError(
-                f"Dotdigital's fault report for import {import_id} is not readable UTF-8 CSV "
-                "(garbled on the way, most likely); asking again usually gives a whole one."
+                f"Dotdigital's answer to {call_name(response)}, the fault report of import {import_id}, "
+                "is not readable UTF-8 CSV (garbled on the way, most likely); asking again usually gives "
+                "a whole one."
             ) from None
 
     async def import_unsubscribed(self, emails: Sequence[str]) -> str:

@@ -87,10 +87,19 @@ def redact(text: str, secrets: Sequence[str]) -> str:
     return text[:300]
 
 
+def call_of(response: httpx.Response) -> str:
+    """The call a response answers, as its controller (``crm/people``), for messages."""
+    try:
+        path = response.request.url.path
+    except RuntimeError:  # a Response built without a request, as in tests
+        return "a call"
+    return path.removeprefix("/").removesuffix(".api") or "/"
+
+
 def raise_for(response: httpx.Response, *, secrets: Sequence[str] = ()) -> dict[str, Any]:
     """The JSON object of a successful answer, or the `engine.errors` error the answer stands for.
 
-    The only place the client reads status codes:
+    Every message names the call (its controller). The only place the client reads status codes:
     - 2xx with a JSON object: returned (a write's per-object failures are in it, not raised).
       2xx with anything else (a body cut short): `TransientError`.
     - 3xx left after `MAX_HOPS` redirects: `TransientError` (rate limited by a delaying URL).
@@ -103,14 +112,16 @@ def raise_for(response: httpx.Response, *, secrets: Sequence[str] = ()) -> dict[
       `PermanentError`.
     - 408, 429 and 5xx (but 501), or any other status: `TransientError`, with `retry_after` from the header.
     """
-    status = response.status_code
+    status, call = response.status_code, call_of(response)
     try:
         body: Any = msgspec.json.decode(response.content)
     except msgspec.DecodeError:
         body = None
     if 200 <= status < 300:
         if not isinstance(body, dict):
-            raise TransientError(f"Workbooks answered HTTP {status} with malformed JSON (cut short?)")
+            raise TransientError(
+                f"Workbooks answered {call} with HTTP {status} and malformed JSON (cut short?)"
+            )
         return body
     fields = body if isinstance(body, dict) else {}
     reason = fields.get("failure_reason")
@@ -120,30 +131,34 @@ def raise_for(response: httpx.Response, *, secrets: Sequence[str] = ()) -> dict[
     after = retry_after(response)
     if 300 <= status < 400:
         raise TransientError(
-            f"Workbooks kept redirecting (HTTP {status}, more than {MAX_HOPS} hops): rate limited",
+            f"Workbooks kept redirecting {call} (HTTP {status}, more than {MAX_HOPS} hops): rate limited",
             retry_after=after,
         )
     if status == 401 or (status == 403 and reason in RELOGIN):
         if reason in RELOGIN:
-            raise SessionLost(f"the Workbooks session is over ({reason}): log in again")
+            raise SessionLost(f"the Workbooks session is over ({reason} on {call}): log in again")
         raise PermanentError(
-            f"Workbooks refused the credentials ({reason or 'HTTP 401'}): check the API key, "
+            f"Workbooks refused the credentials on {call} ({reason or 'HTTP 401'}): check the API key, "
             "or the username and password"
         )
     if status == 403:
         if reason in TRANSIENT_403:
-            raise TransientError(f"the Workbooks database is unavailable ({reason})", retry_after=after)
+            raise TransientError(
+                f"the Workbooks database is unavailable ({reason} on {call})", retry_after=after
+            )
         advice = FORBIDDEN.get(reason, "Workbooks refused access to the database")
-        raise PermanentError(f"{advice} (HTTP 403 {reason or 'without a reason'}: {detail})")
+        raise PermanentError(f"{advice} (HTTP 403 on {call}, {reason or 'without a reason'}: {detail})")
     if status == 406:
-        raise PermanentError(f"Workbooks refused the request's parameters ({reason or 'HTTP 406'}): {detail}")
+        raise PermanentError(f"Workbooks refused the parameters of {call} ({reason or 'HTTP 406'}): {detail}")
     if status == 404:
-        raise PermanentError(f"Workbooks found no such endpoint or record, or denies access to it: {detail}")
+        raise PermanentError(
+            f"Workbooks found no such endpoint or record, or denies access to it, on {call}: {detail}"
+        )
     if status in (405, 501):
-        raise PermanentError(f"Workbooks does not allow this method here (HTTP {status}): {detail}")
+        raise PermanentError(f"Workbooks does not allow this method on {call} (HTTP {status}): {detail}")
     if 400 <= status < 500 and status not in (408, 429):
-        raise PermanentError(f"Workbooks refused the request (HTTP {status}): {detail}")
-    raise TransientError(f"Workbooks failed (HTTP {status}): {detail}", retry_after=after)
+        raise PermanentError(f"Workbooks refused {call} (HTTP {status}): {detail}")
+    raise TransientError(f"Workbooks failed on {call} (HTTP {status}): {detail}", retry_after=after)
 
 
 class WorkbooksClient:
@@ -364,7 +379,10 @@ class WorkbooksClient:
                 response = await self._http.send(response.next_request, follow_redirects=False)
         except httpx.RequestError as exc:
             detail = redact(f"{type(exc).__name__}: {exc}", self._secrets)
-            raise TransientError(f"could not reach Workbooks ({detail})") from exc
+            raise TransientError(f"could not reach Workbooks for {controller} ({detail})") from exc
+        except httpx.InvalidURL as exc:  # a redirect to a Location httpx cannot read
+            detail = redact(str(exc), self._secrets)
+            raise PermanentError(f"Workbooks redirected {controller} to an unusable URL ({detail})") from exc
         return raise_for(response, secrets=self._secrets)
 
 
@@ -382,6 +400,7 @@ __all__ = [
     "Filter",
     "SessionLost",
     "WorkbooksClient",
+    "call_of",
     "raise_for",
     "redact",
     "retry_after",

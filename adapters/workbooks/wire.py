@@ -28,10 +28,24 @@ Pairs = list[tuple[str, str]]
 
 
 class Page(msgspec.Struct, frozen=True):
-    """One page of a read: the rows (flat keys, related fields in brackets) and the size of the whole set."""
+    """One page of a read: the rows (flat keys, related fields in brackets) and the size of the whole set.
+
+    Rows stay loosely typed (their columns are whatever was selected), but every row must carry an
+    integer `id`, and a `lock_version`, when present, must be an integer: the adapter keys records
+    by the one and writes with the other. A row without them is refused here, as a bad answer,
+    rather than failing later as a KeyError deep in the adapter.
+    """
 
     data: list[dict[str, Any]]
     total: int
+
+    def __post_init__(self) -> None:
+        for index, row in enumerate(self.data):
+            for column, required in (("id", True), ("lock_version", False)):
+                value = row.get(column)
+                whole = isinstance(value, int) and not isinstance(value, bool)
+                if not whole and (required or value is not None):
+                    raise ValueError(f"row {index} has {'no' if value is None else 'a non-integer'} {column}")
 
 
 class LoginSession(msgspec.Struct, frozen=True):
