@@ -12,8 +12,10 @@ restart against it; on shutdown its dump (``GET /_emulator/state``) can be writt
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -91,11 +93,32 @@ async def serve(
     for line in lines:
         out.print(f"  {line}")
     out.print("Press Ctrl-C to stop.")
-    config = uvicorn.Config(app, log_level="warning", lifespan="off")
-    await uvicorn.Server(config).serve(sockets=[listener])
+    server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(_stop_on_signals, server)
+        await server.serve(sockets=[listener])
+        tasks.cancel_scope.cancel()
     if state_file is not None:
         await save_state(app, state_file)
         out.print(f"state written to {state_file}")
+    out.print("Stopped.")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its own signal handling: it re-raises the SIGINT it caught once stopped, which
+    would cut short what `serve` does after stopping (writing the state file)."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _stop_on_signals(server: uvicorn.Server) -> None:
+    """Ctrl-C or SIGTERM stops the server gracefully; a second one stops it at once."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            server.force_exit = server.should_exit
+            server.should_exit = True
 
 
 async def save_state(app: Callable[..., Any], path: Path) -> None:
