@@ -11,6 +11,7 @@ restart against it; on shutdown its dump (``GET /_emulator/state``) can be writt
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import signal
 import socket
@@ -80,12 +81,17 @@ async def serve(
     """Serve emulator `name` on `host:port` until interrupted (Ctrl-C, SIGTERM); then write its state
     to `state_file` when given."""
     make = sandbox(name)
+    # Only the options given are passed on, so a sandbox without faults or sizes still serves.
+    options: dict[str, Any] = {k: v for k, v in (("faults", faults), ("contacts", contacts)) if v is not None}
+    refused = [k for k in options if k not in inspect.signature(make).parameters]
+    if refused:
+        raise PermanentError(f"the {name} emulator does not take --{', --'.join(refused)}")
     listener = loopback_socket(host, port)
     try:
         bound = listener.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
         base_url = f"http://{shown}:{bound}"
-        app, lines = make(base_url=base_url, seed=seed, faults=faults, contacts=contacts)
+        app, lines = make(base_url=base_url, seed=seed, **options)
     except BaseException:
         listener.close()
         raise
@@ -126,5 +132,8 @@ async def save_state(app: Callable[..., Any], path: Path) -> None:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         answer = await client.get("/_emulator/state")
-    answer.raise_for_status()
+    if answer.status_code != 200:
+        raise PermanentError(
+            f"this emulator cannot dump its state (GET /_emulator/state: {answer.status_code})"
+        )
     await anyio.Path(path).write_bytes(answer.content)
