@@ -59,7 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
     emulate.add_argument("name", help="workbooks or dotdigital")
     emulate.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
     emulate.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
-    emulate.add_argument("--seed", type=int, default=1, help="seed of the generated data")
+    emulate.add_argument("--seed", type=int, default=1, help="seed of the generated data and the faults")
+    emulate.add_argument(
+        "--faults",
+        metavar="SPEC",
+        help="fail a share of calls, e.g. 500=0.1,503=0.05,429=0.05,timeout=0.05,drop=0.05,malformed=0.05"
+        " (dotdigital also job_fail, job_stall; settings latency, retry_after, timeout_after, after_run)",
+    )
+    emulate.add_argument(
+        "--contacts", type=_count, metavar="N", help="generate N contacts instead of the default (0: empty)"
+    )
+    emulate.add_argument(
+        "--state-file", type=Path, metavar="PATH", help="write the emulator's state there (JSON) on shutdown"
+    )
 
     from engine.service_commands import add_parsers
 
@@ -73,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--dir", type=Path, default=None, help="where the demo keeps its data")
     return parser
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count (0 or more)")
+    return int(text)
 
 
 def _plan_options(parser: argparse.ArgumentParser) -> None:

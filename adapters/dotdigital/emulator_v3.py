@@ -64,13 +64,13 @@ async def submit(state: DotdigitalState, request: Request) -> Response:
             "Your import request cannot be accepted as too many imports are being processed for you "
             "account. Please wait for an import to complete and then resubmit.",
         )
-    k = state.knobs
+    outcome, stalled = state.import_fate()
     job = ContactsImportV3(
         str(uuid.UUID(int=state.rng.getrandbits(128), version=4)),
         contacts,
-        k.import_polls,
-        k.import_outcome if k.import_outcome != "InvalidFileFormat" else "Failed",
-        k.import_stalls,
+        state.knobs.import_polls,
+        outcome if outcome != "InvalidFileFormat" else "Failed",
+        stalled,
     )
     state.v3_imports[job.id] = job
     return ok({"importId": job.id}, 202)

@@ -18,6 +18,7 @@ from openapi_core.testing import MockRequest, MockResponse
 from adapters.dotdigital.emulator import create_app
 from adapters.dotdigital.emulator_data import generate
 from adapters.dotdigital.emulator_state import DotdigitalState, Knobs
+from adapters.emulation.faults import Faults
 
 BASE = "https://r1-api.dotdigital.com"
 SPECS = Path(__file__).resolve().parents[3] / "shared/vendor-specs/dotdigital"
@@ -363,18 +364,22 @@ async def test_tiered_rate_limit_answers_429_with_headers() -> None:
 
 @pytest.mark.asyncio
 async def test_fault_knobs_server_errors_retry_after_and_stalled_imports() -> None:
-    state = DotdigitalState(Knobs(error_503_share=0.5), seed=3)
-    async with client(state) as http:
+    faults = Faults(error_503=0.5, seed=3)
+    state = DotdigitalState(seed=3)
+    transport = httpx.ASGITransport(app=create_app(state, faults=faults))
+    async with httpx.AsyncClient(transport=transport, base_url=BASE, auth=AUTH) as http:
         codes = [(await http.get("/v2/data-fields")).status_code for _ in range(40)]
         assert 10 < codes.count(503) < 30 and set(codes) == {200, 503}
-        state.tune(error_503_share=0.0, error_429_share=1.0, retry_after=7)
+        faults.update({"503": 0.0, "429": 1.0, "retry_after": 7})
         limited = await http.get("/v2/data-fields")
         assert limited.status_code == 429 and limited.headers["Retry-After"] == "7"
-        state.tune(error_429_share=0.0, import_stalls=True, malformed_json_share=1.0)
+        assert limited.json() == {"message": "Too Many Requests"}
+        faults.update({"429": 0.0, "malformed": 1.0})
+        state.tune(import_stalls=True)
         broken = await http.get("/v2/data-fields")
         with pytest.raises(ValueError):
             json.loads(broken.content or b"{")
-        state.tune(malformed_json_share=0.0)
+        faults.malformed = 0.0
         sent = await http.post(
             "/v2/contacts/import", files={"file": ("a.csv", csv_file("Email", "a@example.com"))}
         )
@@ -384,6 +389,7 @@ async def test_fault_knobs_server_errors_retry_after_and_stalled_imports() -> No
             "/v2/contacts/import", files={"file": ("a.csv", csv_file("Email", "a@example.com"))}
         )
         assert await finish(http, again.json()["id"]) == ["RejectedByWatchdog"]
+    assert faults.injected == {"503": codes.count(503), "429": 1, "malformed": 1}
 
 
 @pytest.mark.asyncio
