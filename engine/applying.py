@@ -2,11 +2,11 @@
 
 Order: lists and fields, opt-outs, removals, upserts and memberships, CRM write-backs. A rejected op
 is recorded with its reason and the rest goes on. A write the vendor finishes later is stored as a
-job and polled to a terminal state, or for `JOB_WAIT` and then left to the imports process. Only
-when both adapters have made their writes durable is the base written, and then only for contacts
-whose every op was confirmed; a contact with a rejected or unfinished op keeps its old base and is
-planned again next time. A crash anywhere before that commit leaves the base as it was, and the
-next plan finds the sides already agreeing.
+job and polled to a terminal state, or for `JOB_WAIT` (the service: `service.job_wait`) and then left
+to the imports process. Only when both adapters have made their writes durable is the base written,
+and then only for contacts whose every op was confirmed; a contact with a rejected or unfinished op
+keeps its old base and is planned again next time. A crash anywhere before that commit leaves the
+base as it was, and the next plan finds the sides already agreeing.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import msgspec
 
 from engine.activity_planning import store_activity_state
 from engine.batches import batch_size, batches
+from engine.budgets import lane, lane_of_op
 from engine.contract import Adapter, JobStatus, Outcome
 from engine.errors import PermanentError, SafetyStop
 from engine.planning import RECORDS_STREAM
@@ -65,6 +66,7 @@ class _Progress:
     failed: set[str] = field(default_factory=set)
     written: dict[tuple[str, Side], int | None] = field(default_factory=dict)
     outcomes: list[OutcomeRow] = field(default_factory=list)
+    job_wait: float = JOB_WAIT
 
 
 def side_of(kind: str) -> Side:
@@ -77,6 +79,7 @@ async def apply_plan(
     *,
     override_safety: bool = False,
     progress: Callable[[int], None] | None = None,
+    job_wait: float | None = None,
 ) -> ApplyReport:
     """Execute `plan` against both sides and record what the vendors confirmed.
 
@@ -87,7 +90,7 @@ async def apply_plan(
         raise SafetyStop(plan.safety_stops)
     store = sync.store
     report = ApplyReport(await store.start_run(sync.name, plan.process or "sync"))
-    state = _Progress()
+    state = _Progress(job_wait=JOB_WAIT if job_wait is None else job_wait)
     try:
         actionable = [op for op in plan.ops if op.kind not in REPORT_ONLY]
         sizes = {
@@ -127,10 +130,13 @@ async def _run_batch(
     adapter = sync.adapter(side)
     kind = batch[0].kind
     wire = [_for_side(op, sync.rules) for op in batch] if side == "crm" else list(batch)
-    outcomes = list(await with_retries(lambda: adapter.write(kind, wire)))
-    if len(outcomes) != len(batch):
-        raise PermanentError(f"adapter {adapter.name} answered {len(outcomes)} outcomes for {len(batch)} ops")
-    outcomes = await _settle_jobs(sync, side, adapter, wire, outcomes)
+    with lane(lane_of_op(kind)):  # opt-outs jump the account budget's queue
+        outcomes = list(await with_retries(lambda: adapter.write(kind, wire)))
+        if len(outcomes) != len(batch):
+            raise PermanentError(
+                f"adapter {adapter.name} answered {len(outcomes)} outcomes for {len(batch)} ops"
+            )
+        outcomes = await _settle_jobs(sync, side, adapter, wire, outcomes, state.job_wait)
     for op, outcome in zip(batch, outcomes, strict=True):
         key = op.key
         if outcome.job is not None:
@@ -151,7 +157,7 @@ async def _run_batch(
 
 
 async def _settle_jobs(
-    sync: Sync, side: Side, adapter: Adapter, batch: Sequence[Op], outcomes: list[Outcome]
+    sync: Sync, side: Side, adapter: Adapter, batch: Sequence[Op], outcomes: list[Outcome], wait: float
 ) -> list[Outcome]:
     """Replace outcomes that are pending in vendor jobs by the jobs' final outcomes.
 
@@ -164,9 +170,9 @@ async def _settle_jobs(
     for job, indexes in jobs.items():
         ops = [batch[i] for i in indexes]
         job_id = await sync.store.add_job(sync.name, side, job, batch[0].kind, msgspec.msgpack.encode(ops))
-        final = await _poll(sync, adapter, job, job_id, ops)
+        final = await _poll(sync, adapter, job, job_id, ops, wait)
         if final is None:
-            continue  # still running after JOB_WAIT: left open in the store for the imports process
+            continue  # still running after `wait`: left open in the store for the imports process
         for position, index in enumerate(indexes):
             outcomes[index] = (
                 final[position] if position < len(final) else Outcome(False, "job lost this row")
@@ -175,10 +181,10 @@ async def _settle_jobs(
 
 
 async def _poll(
-    sync: Sync, adapter: Adapter, job: str, job_id: int, ops: Sequence[Op]
+    sync: Sync, adapter: Adapter, job: str, job_id: int, ops: Sequence[Op], wait: float
 ) -> Sequence[Outcome] | None:
     delay = POLL_FIRST
-    with anyio.move_on_after(JOB_WAIT):
+    with anyio.move_on_after(wait):
         while True:
             status = await with_retries(lambda: adapter.poll(job, ops))
             await sync.store.update_job(job_id, status.state, status.terminal, status.detail)

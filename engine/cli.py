@@ -1,4 +1,5 @@
-"""The `listsync` command: validate, plan, apply and demo.
+"""The `listsync` command: validate, plan, apply, demo, emulate, and the service's run, status,
+history, approve and discard.
 
 Exit codes follow terraform where it has one: 0 success (no changes with --detailed-exitcode),
 1 error, 2 invalid rules (validate) or changes present (plan --detailed-exitcode), 3 a safety stop
@@ -58,7 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
     emulate.add_argument("name", help="workbooks or dotdigital")
     emulate.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
     emulate.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
-    emulate.add_argument("--seed", type=int, default=1, help="seed of the generated data")
+    emulate.add_argument("--seed", type=int, default=1, help="seed of the generated data and the faults")
+    emulate.add_argument(
+        "--faults",
+        metavar="SPEC",
+        help="fail a share of calls, e.g. 500=0.1,503=0.05,429=0.05,timeout=0.05,drop=0.05,malformed=0.05"
+        " (dotdigital also job_fail, job_stall; settings latency, retry_after, timeout_after, after_run)",
+    )
+    emulate.add_argument(
+        "--contacts", type=_count, metavar="N", help="generate N contacts instead of the default (0: empty)"
+    )
+    emulate.add_argument(
+        "--state-file", type=Path, metavar="PATH", help="write the emulator's state there (JSON) on shutdown"
+    )
+
+    from engine.service_commands import add_parsers
+
+    add_parsers(sub)
 
     demo = sub.add_parser("demo", help="run a self-contained demonstration")
     demo.add_argument(
@@ -68,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--dir", type=Path, default=None, help="where the demo keeps its data")
     return parser
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count (0 or more)")
+    return int(text)
 
 
 def _plan_options(parser: argparse.ArgumentParser) -> None:
@@ -118,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _dispatch(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from engine import commands
+    from engine import commands, service_commands
 
     handler = {
         "validate": commands.validate,
@@ -126,6 +149,11 @@ async def _dispatch(args: argparse.Namespace, out: Console, err: Console) -> int
         "apply": commands.apply,
         "demo": commands.demo,
         "emulate": commands.emulate,
+        "run": service_commands.run,
+        "status": service_commands.status,
+        "history": service_commands.history,
+        "approve": service_commands.approve,
+        "discard": service_commands.discard,
     }[args.command]
     return await handler(args, out, err)
 

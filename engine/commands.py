@@ -127,7 +127,16 @@ def print_follow_report(report: FollowReport, out: Console) -> None:
 async def emulate(args: argparse.Namespace, out: Console, err: Console) -> int:
     from engine.emulating import serve
 
-    await serve(args.name, args.host, args.port, args.seed, out)
+    await serve(
+        args.name,
+        args.host,
+        args.port,
+        args.seed,
+        out,
+        faults=args.faults,
+        contacts=args.contacts,
+        state_file=args.state_file,
+    )
     return 0
 
 

@@ -100,6 +100,26 @@ class Snapshot:
     columns: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class OAuthTokens:
+    """An OAuth2 grant as a vendor's token endpoint issued it; `expires_at` is Unix time in seconds.
+
+    The tokens are left out of the repr, so logging the object or an error that holds it shows none."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_at: float
+
+
+class TokenStore(Protocol):
+    """Where an OAuth adapter keeps its tokens between runs (written by `listsync auth`, refreshed by
+    the adapter). `load` gives None when no grant was stored yet."""
+
+    async def load(self) -> OAuthTokens | None: ...
+
+    async def save(self, tokens: OAuthTokens) -> None: ...
+
+
 class CallBudget(Protocol):
     """The account's token bucket; one token per vendor call."""
 
@@ -112,7 +132,8 @@ class AdapterContext:
 
     `http(base_url)` makes the AsyncClient for the side's vendor (`engine.http`): its requests
     spend `budget` and have deadlines, and tests and the demo route it to an emulator. An adapter
-    closes the clients it made in `aclose`.
+    closes the clients it made in `aclose`. `tokens`, when set, is where an OAuth adapter loads and
+    saves its grant; without it such an adapter uses a store of its own (a file its settings name).
     """
 
     side: Side
@@ -121,6 +142,7 @@ class AdapterContext:
     secret: Callable[[SecretRef], str]
     extras: dict[str, Any] = field(default_factory=dict)
     http: Callable[[str], httpx.AsyncClient] | None = None
+    tokens: TokenStore | None = None
 
 
 class Adapter(Protocol):

@@ -157,6 +157,15 @@ class Intervals(_Rules, frozen=True, forbid_unknown_fields=True, kw_only=True):
     imports: Duration = "1m"
 
 
+class Service(_Rules, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """How `listsync run` runs this rule set."""
+
+    jitter: Annotated[float, Meta(ge=0, le=0.5)] = 0.1  # each wait is the interval, give or take this share
+    job_wait: Duration = "1m"  # an apply waits this long for its imports, then leaves them to `imports`
+    full_read_every: Duration = "1d"  # runs read what changed since the last; a whole read this often
+    port: Annotated[int, Meta(ge=1, le=65535)] | None = None  # loopback /healthz and /metrics
+
+
 class CampaignTotalsFields(_Rules, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """CRM campaign fields that hold the ESP's totals for the campaign; unset totals are not kept."""
 
@@ -207,6 +216,7 @@ class RuleSet(_Rules, frozen=True, forbid_unknown_fields=True, kw_only=True):
     campaigns: Campaigns = Campaigns()
     lists: Lists = Lists()
     intervals: Intervals = Intervals()
+    service: Service = Service()
     activity: Activity = Activity()
     safety: Safety = Safety()
 

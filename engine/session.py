@@ -59,6 +59,15 @@ class Sync:
         return self.crm_capabilities if side == "crm" else self.esp_capabilities
 
 
+def budget_for(budgets: Budgets, loaded: LoadedRules, side: Side) -> Budget:
+    """The budget of the vendor account a rule set's `side` uses (created on first use)."""
+    side_rules = loaded.rules.crm if side == "crm" else loaded.rules.esp
+    capabilities = loaded.crm_capabilities if side == "crm" else loaded.esp_capabilities
+    if capabilities is None:
+        raise PermanentError("rules loaded without their adapters cannot be synced")
+    return budgets.for_account(side_rules.account_key(), side_rules.limits, capabilities)
+
+
 @asynccontextmanager
 async def open_sync(
     loaded: LoadedRules, *, budgets: Budgets | None = None, extras: dict[str, Any] | None = None
@@ -76,7 +85,7 @@ async def open_sync(
             capabilities = loaded.crm_capabilities if side == "crm" else loaded.esp_capabilities
             if settings is None or capabilities is None:
                 raise PermanentError("rules loaded without their adapters cannot be synced")
-            budget = budgets.for_account(side_rules.account_key(), side_rules.limits, capabilities)
+            budget = budget_for(budgets, loaded, side)
             # A transport handed in as extras["crm_transport"] / ["esp_transport"] routes the
             # side's HTTP to an emulator (tests, the demo); otherwise it goes to the network.
             transport = (extras or {}).get(f"{side}_transport")

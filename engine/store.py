@@ -124,6 +124,23 @@ class RunRecord(Struct, frozen=True):
     detail: str | None
 
 
+HeldState = Literal["held", "approved", "discarded", "applied", "superseded"]
+
+
+class HeldPlan(Struct, frozen=True):
+    """A plan the service held back at a safety threshold, and what a person decided about it."""
+
+    id: int
+    rule_set: str
+    process: str
+    held_at: float
+    state: HeldState
+    decided_at: float | None
+    stops: list[str]
+    summary: dict[str, int]
+    plan: bytes
+
+
 class OutcomeRecord(Struct, frozen=True):
     """What happened to one row of one op in one run."""
 
@@ -168,6 +185,7 @@ _JOB_COLUMNS = (
 )
 _RUN_COLUMNS = "id, rule_set, process, started_at, finished_at, outcome, counts, detail"
 _OUTCOME_COLUMNS = "run_id, rule_set, email, kind, outcome, reason, at"
+_HELD_COLUMNS = "id, rule_set, process, held_at, state, decided_at, stops, summary, plan"
 
 
 class StateStore:
@@ -500,6 +518,75 @@ class StateStore:
             rows = await self._fetch(f"{sql} AND rule_set = ? ORDER BY id", (email, rule_set))
         return [OutcomeRecord(*row) for row in rows]
 
+    # --- held plans ------------------------------------------------------------------------
+
+    async def hold_plan(
+        self, rule_set: str, process: str, stops: Sequence[str], summary: Mapping[str, int], plan: bytes
+    ) -> int:
+        """Keep a held plan; an older one still held for the same process is superseded by it."""
+        now = self._clock()
+        async with self._transaction() as conn:
+            await conn.execute(
+                "UPDATE held_plans SET state = 'superseded', decided_at = ? "
+                "WHERE rule_set = ? AND process = ? AND state = 'held'",
+                (now, rule_set, process),
+            )
+            cursor = await conn.execute(
+                "INSERT INTO held_plans (rule_set, process, held_at, state, stops, summary, plan) "
+                "VALUES (?, ?, ?, 'held', ?, ?, ?)",
+                (
+                    rule_set,
+                    process,
+                    now,
+                    _encode_json(list(stops)).decode(),
+                    _encode_json(summary).decode(),
+                    plan,
+                ),
+            )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    async def held_plans(self, rule_set: str | None = None, *, open_only: bool = True) -> list[HeldPlan]:
+        """Held plans, newest first: only those still held or approved unless `open_only` is False."""
+        sql = f"SELECT {_HELD_COLUMNS} FROM held_plans WHERE (? IS NULL OR rule_set = ?)"
+        if open_only:
+            sql += " AND state IN ('held', 'approved')"
+        rows = await self._fetch(sql + " ORDER BY id DESC", (rule_set, rule_set))
+        return [_held(row) for row in rows]
+
+    async def decide_plan(self, plan_id: int, state: HeldState, *, expected: Sequence[HeldState]) -> HeldPlan:
+        """Move a held plan to `state` if it is in one of `expected`; KeyError or ValueError if not."""
+        async with self._transaction() as conn:
+            rows = await conn.execute_fetchall(
+                f"SELECT {_HELD_COLUMNS} FROM held_plans WHERE id = ?", (plan_id,)
+            )
+            found = next(iter(rows), None)
+            if found is None:
+                raise KeyError(f"no held plan with id {plan_id}")
+            current = _held(found)
+            if current.state not in expected:
+                raise ValueError(f"held plan {plan_id} is {current.state}, not {' or '.join(expected)}")
+            await conn.execute(
+                "UPDATE held_plans SET state = ?, decided_at = ? WHERE id = ?",
+                (state, self._clock(), plan_id),
+            )
+        return msgspec.structs.replace(current, state=state)
+
+    # --- call budgets ----------------------------------------------------------------------
+
+    async def save_budget_levels(self, levels: Mapping[str, tuple[float, float]]) -> None:
+        """Each account's (bucket level, wall time it was read)."""
+        async with self._transaction() as conn:
+            await conn.executemany(
+                "INSERT INTO budget_levels (account, level, saved_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (account) DO UPDATE SET level = excluded.level, saved_at = excluded.saved_at",
+                [(account, level, at) for account, (level, at) in levels.items()],
+            )
+
+    async def budget_levels(self) -> dict[str, tuple[float, float]]:
+        rows = await self._fetch("SELECT account, level, saved_at FROM budget_levels", ())
+        return {str(account): (float(level), float(at)) for account, level, at in rows}
+
     # --- plumbing --------------------------------------------------------------------------
 
     def _connection(self) -> aiosqlite.Connection:
@@ -518,8 +605,11 @@ class StateStore:
         conn = self._connection()
         async with self._lock:
             with _translated(self._path):
-                await conn.execute("BEGIN IMMEDIATE")
+                # BEGIN is inside the try: a caller cancelled while awaiting it (a timeout around a
+                # poll) must still roll back, as the BEGIN runs on aiosqlite's thread regardless. The
+                # rollback is queued behind it, and is a no-op when nothing is open.
                 try:
+                    await conn.execute("BEGIN IMMEDIATE")
                     yield conn
                     await conn.execute("COMMIT")
                 except BaseException:
@@ -646,6 +736,13 @@ def _job(row: Any) -> JobRecord:
     fields = list(row)
     fields[6] = bool(fields[6])
     return JobRecord(*fields)
+
+
+def _held(row: Any) -> HeldPlan:
+    fields = list(row)
+    fields[6] = msgspec.json.decode(fields[6], type=list[str])
+    fields[7] = msgspec.json.decode(fields[7], type=dict[str, int])
+    return HeldPlan(*fields)
 
 
 def _run(row: Any) -> RunRecord:

@@ -132,7 +132,30 @@ CREATE INDEX row_outcomes_by_email ON row_outcomes (email, rule_set, id);
 CREATE INDEX row_outcomes_by_run ON row_outcomes (run_id, rule_set);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+# v3: the service's plans held by a safety threshold, and its accounts' call budgets.
+_V3 = """
+CREATE TABLE held_plans (
+    id         INTEGER PRIMARY KEY,
+    rule_set   TEXT NOT NULL,
+    process    TEXT NOT NULL,
+    held_at    REAL NOT NULL,
+    state      TEXT NOT NULL CHECK (state IN ('held', 'approved', 'discarded', 'applied', 'superseded')),
+    decided_at REAL,
+    stops      TEXT NOT NULL,   -- JSON array of the safety stops' reasons
+    summary    TEXT NOT NULL,   -- JSON object: op kind -> count
+    plan       BLOB NOT NULL    -- engine.plans.encode_plan
+);
+CREATE INDEX held_plans_open ON held_plans (rule_set, process) WHERE state IN ('held', 'approved');
+
+-- One row per vendor account: the bucket's level when last saved, so a restart keeps its count.
+CREATE TABLE budget_levels (
+    account  TEXT NOT NULL PRIMARY KEY,
+    level    REAL NOT NULL,
+    saved_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

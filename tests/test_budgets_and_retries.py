@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import anyio
+import anyio.lowlevel
 import pytest
 
-from engine.budgets import Budgets
+from engine.budgets import Budget, Budgets, lane
 from engine.contract import Capabilities
 from engine.errors import PermanentError, TransientError
 from engine.retrying import with_retries
@@ -110,3 +112,48 @@ async def test_no_window_of_one_period_ever_holds_more_than_the_budget(
     assert size + (period / time_period) * size <= calls + 1e-9 or calls == 1
     if calls == 1:
         assert (size, time_period) == (1, 2 * period)
+
+
+async def test_queued_calls_are_served_by_lane_then_in_arrival_order() -> None:
+    budget = Budget("account", capacity=1, rate=200.0)
+    served: list[str] = []
+
+    async def call(name: str, lane_name: str) -> None:
+        with lane(lane_name):
+            await budget.acquire()
+        served.append(name)
+
+    await budget.acquire()  # the bucket is full: everyone below queues
+    async with anyio.create_task_group() as group:
+        for n in range(4):
+            group.start_soon(call, f"import{n}", "membership")
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()
+        group.start_soon(call, "activity", "activity")
+        group.start_soon(call, "opt-out", "opt_out")
+    # import0 was already being admitted when the opt-out came; the opt-out goes straight after it.
+    assert served == ["import0", "opt-out", "import1", "import2", "import3", "activity"]
+    assert budget.used == 7
+
+
+async def test_a_cancelled_waiter_does_not_hold_up_the_queue() -> None:
+    budget = Budget("account", capacity=1, rate=100.0)
+    await budget.acquire()
+    with anyio.move_on_after(0.001):
+        await budget.acquire()  # gives up while queued or being admitted
+    with anyio.fail_after(1):
+        await budget.acquire()
+        await budget.acquire()
+
+
+async def test_a_restored_level_has_leaked_the_time_since_it_was_saved() -> None:
+    first = Budget("account", capacity=10, rate=2.0)
+    for _ in range(10):
+        await first.acquire()
+    level, saved_at = first.saved()
+    assert level == pytest.approx(10, abs=0.1)
+    again = Budget("account", capacity=10, rate=2.0)
+    again.restore(level, saved_at - 3)  # saved three seconds ago: six calls leaked since
+    assert again.level == pytest.approx(4, abs=0.1)
+    again.restore(0.0, saved_at)  # an older, lower record never lowers the level
+    assert again.level == pytest.approx(4, abs=0.1)

@@ -6,6 +6,8 @@ import sqlite3
 import stat
 from pathlib import Path
 
+import anyio
+import anyio.lowlevel
 import msgspec
 import pytest
 
@@ -218,6 +220,23 @@ async def test_jobs(tmp_path: Path) -> None:
         assert oldest.terminal is True and oldest.polls == 2
         assert oldest.payload == payload
         assert oldest.submitted_at == clock()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("steps", range(6))
+async def test_a_write_cancelled_at_any_await_leaves_no_transaction_open(tmp_path: Path, steps: int) -> None:
+    """A timeout around a job poll once cancelled ``update_job`` while BEGIN was on aiosqlite's thread:
+    the transaction stayed open and every later write failed with "cannot start a transaction"."""
+    async with await StateStore.open(tmp_path / "state.db", clock=clock) as store:
+        job = await store.add_job(RULES, "esp", "job-1", "add_member", b"")
+        async with anyio.create_task_group() as group:
+            group.start_soon(store.update_job, job, "processing", False)
+            for _ in range(steps):
+                await anyio.lowlevel.checkpoint()
+            group.cancel_scope.cancel()
+        await store.update_job(job, "finished", terminal=True)
+        (record,) = await store.jobs(RULES)
+        assert record.state == "finished"
 
 
 @pytest.mark.asyncio

@@ -7,8 +7,13 @@ Why it looks the way it does:
   row, and a row's bytes are the same whether a full or an incremental read produced it (``rows.py``).
 - Contact writes are bulk CSV imports, which Dotdigital finishes later: ``upsert_contact`` and
   ``add_member`` answer ``Outcome(job=<import id>)`` and ``poll`` turns the import's fault report into one
-  outcome per op. Removals are bulk deletion jobs (``deletion:<id>``). Lists, fields, opt-outs and
-  resubscribes are direct calls that answer at once.
+  outcome per op. Removals are bulk deletion jobs (``deletion:<id>``). Lists, fields, resubscribes and
+  opt-outs of known contacts (one bulk suppress per 1,000) are direct calls that answer at once.
+- A CRM opt-out of an address Dotdigital has never seen is still pushed, so that a later import from
+  anywhere else (a form, a manual upload) cannot mail that person. v2 can only create an unsubscribed
+  contact one call at a time, which made the first sync of a CRM with many opt-outs cost hours of the
+  hourly budget; those addresses go instead into one Contacts API v3 import per 5,000 that creates them
+  already unsubscribed (``unsubscribe-import:<id>``), so no contact ever exists subscribed.
 - The adapter keeps no job state: ``poll`` gets the job's ops from the engine, which stores them with the
   job, so a job submitted before a crash is polled to its end after a restart.
 - Cursors are the local UTC time at the START of a read, used with a five-minute overlap against clock
@@ -53,9 +58,11 @@ WRITES = frozenset(
 )
 ROWS_PER_IMPORT = 10_000  # engine batch size; each batch is then cut to max_import_bytes per file
 SUPPRESS_CHUNK = 1_000  # emails per bulk suppress call: a choice, v2 publishes no limit
+UNSUBSCRIBE_IMPORT_CHUNK = 5_000  # contacts per v3 import: a choice, as v3's bulk delete takes 5,000
 CURSOR_OVERLAP = timedelta(minutes=5)
 RESERVED_BOOKS = frozenset({"Test", "All Contacts"})
 DELETION = "deletion:"
+UNSUBSCRIBE_IMPORT = "unsubscribe-import:"
 _ENCODER = msgspec.json.Encoder(order="deterministic")
 
 
@@ -236,24 +243,22 @@ class DotdigitalAdapter:
         return Outcome(True)
 
     async def _opt_out(self, api: DotdigitalClient, ops: Sequence[Op]) -> list[Outcome]:
-        """Bulk suppress; an address Dotdigital does not know is unsubscribed instead, which creates it."""
-        emails = [op.email for op in ops if op.email]
+        """Bulk suppress; addresses Dotdigital does not know are created unsubscribed by a v3 import."""
+        outcomes = [
+            Outcome(True) if op.email else Outcome(False, "an opt-out without an email") for op in ops
+        ]
+        wanted = [index for index, op in enumerate(ops) if op.email]
         missing: set[str] = set()
-        for start in range(0, len(emails), SUPPRESS_CHUNK):
-            _, not_found = await api.suppress(emails[start : start + SUPPRESS_CHUNK])
+        for start in range(0, len(wanted), SUPPRESS_CHUNK):
+            emails = [str(ops[index].email) for index in wanted[start : start + SUPPRESS_CHUNK]]
+            _, not_found = await api.suppress(emails)
             missing.update(email.lower() for email in not_found)
-        outcomes = []
-        for op in ops:
-            if not op.email:
-                outcomes.append(Outcome(False, "an opt-out without an email"))
-                continue
-            if op.email.lower() in missing:
-                try:
-                    await api.unsubscribe(op.email)
-                except DotdigitalError as refused:
-                    outcomes.append(Outcome(False, str(refused)))
-                    continue
-            outcomes.append(Outcome(True))
+        unknown = [index for index in wanted if str(ops[index].email).lower() in missing]
+        for start in range(0, len(unknown), UNSUBSCRIBE_IMPORT_CHUNK):
+            chunk = unknown[start : start + UNSUBSCRIBE_IMPORT_CHUNK]
+            job = UNSUBSCRIBE_IMPORT + await api.import_unsubscribed([str(ops[i].email) for i in chunk])
+            for index in chunk:
+                outcomes[index] = Outcome(True, job=job)
         return outcomes
 
     async def _import_ops(self, api: DotdigitalClient, kind: OpKind, ops: Sequence[Op]) -> list[Outcome]:
@@ -339,6 +344,8 @@ class DotdigitalAdapter:
     async def poll(self, job: str, ops: Sequence[Op]) -> JobStatus:
         """A job's state; once terminal, one outcome per op of ``ops`` (the job's, in written order)."""
         api = await self._api()
+        if job.startswith(UNSUBSCRIBE_IMPORT):
+            return await self._poll_unsubscribe_import(api, job.removeprefix(UNSUBSCRIBE_IMPORT), ops)
         deletion = job.startswith(DELETION)
         if deletion:
             state = await api.deletion_status(job.removeprefix(DELETION))
@@ -349,17 +356,29 @@ class DotdigitalAdapter:
         if running:
             return JobStatus(state, False)
         if not success:
-            return JobStatus(state, True, tuple(Outcome(False, state) for _ in ops), detail=state)
+            return _failed(state, ops)
         faults: dict[str, str] = {}
         if not deletion:
             for row in await api.import_faults(job):
                 email, reason = rows.column(row, "email"), rows.column(row, "reason")
                 if email:
                     faults.setdefault(email.strip().lower(), reason or "rejected by the import")
-        emails = [str(op.email).lower() for op in ops]
-        return JobStatus(
-            state, True, tuple(Outcome(False, faults[e]) if e in faults else Outcome(True) for e in emails)
-        )
+        return _finished(state, ops, faults)
+
+    async def _poll_unsubscribe_import(self, api: DotdigitalClient, job: str, ops: Sequence[Op]) -> JobStatus:
+        answer = await api.v3_import_status(job)
+        if answer.status == "NotFinished":
+            return JobStatus(answer.status, False)
+        if answer.status != "Finished":
+            return _failed(answer.status, ops)
+        faults = {
+            failed.identifiers.get("email", "").strip().lower(): "; ".join(
+                f"{reason.failure_code}: {reason.description}" for reason in failed.failures
+            )
+            or "not imported"
+            for failed in answer.failures
+        }
+        return _finished(answer.status, ops, faults)
 
     async def flush(self) -> None:
         """Nothing to do: every write Dotdigital accepted is already durable on its side."""
@@ -368,6 +387,18 @@ class DotdigitalAdapter:
         clients, self._http, self._client = self._http, [], None
         for http in clients:
             await http.aclose()
+
+
+def _failed(state: str, ops: Sequence[Op]) -> JobStatus:
+    return JobStatus(state, True, tuple(Outcome(False, state) for _ in ops), detail=state)
+
+
+def _finished(state: str, ops: Sequence[Op], faults: dict[str, str]) -> JobStatus:
+    """A finished job's outcomes: each op's email rejected with its fault, or done."""
+    emails = [str(op.email).lower() for op in ops]
+    return JobStatus(
+        state, True, tuple(Outcome(False, faults[e]) if e in faults else Outcome(True) for e in emails)
+    )
 
 
 def _settings(settings: Any) -> DotdigitalSettings:

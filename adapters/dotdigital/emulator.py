@@ -3,9 +3,10 @@
 Built from the published OpenAPI document (``shared/vendor-specs/dotdigital/dotdigital-v2-api-swagger.json``)
 and ``shared/reference/esp-apis.md``. This module is the HTTP skin: it checks HTTP Basic credentials, counts
 calls against the account's rate-limit scheme (flat: N per hour, over it 400 ``ERROR_APIUSAGE_EXCEEDED``;
-tiered: N per minute, over it 429 with ``X-RateLimit-*`` headers), injects the scripted faults of ``Knobs``
-(latency, 500/503/429 shares, malformed JSON) and maps
-``ApiError`` to v2's ``{"message": "<text> ERROR_CODE"}``. Behaviour lives in ``DotdigitalState``.
+tiered: N per minute, over it 429 with ``X-RateLimit-*`` headers) and maps ``ApiError`` to v2's
+``{"message": "<text> ERROR_CODE"}``. Behaviour lives in ``DotdigitalState``. In front of it all sits the
+shared fault layer (``adapters.emulation``: latency, 500/503/429, timeouts, drops, cut JSON, and the
+``/_emulator/`` control API), told by ``emulator_control.py`` how Dotdigital's errors and account look.
 
 The route table and handlers live in ``emulator_routes.py`` (which also documents the campaign-activity
 endpoints); request parsing and JSON rendering in ``emulator_wire.py``.
@@ -13,19 +14,23 @@ endpoints); request parsing and JSON rendering in ``emulator_wire.py``.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from adapters.dotdigital import emulator_v3
+from adapters.dotdigital.emulator_control import vendor
 from adapters.dotdigital.emulator_routes import ROUTES, Handler
 from adapters.dotdigital.emulator_state import ApiError, DotdigitalState, Knobs
+from adapters.emulation.faults import Faults
+from adapters.emulation.layer import Control, FaultLayer
 
 DENIED = "Authorization has been denied for this request."
 CAPPED = (
@@ -34,19 +39,28 @@ CAPPED = (
 )
 
 
-def create_app(state: DotdigitalState | None = None, *, knobs: Knobs | None = None) -> Starlette:
-    """The emulator app over ``state`` (a fresh account when omitted); ``app.state.dotdigital`` holds it."""
+def create_app(
+    state: DotdigitalState | None = None, *, knobs: Knobs | None = None, faults: Faults | None = None
+) -> Starlette:
+    """The emulator app over ``state`` (a fresh account when omitted) behind ``faults`` (none when
+    omitted); ``app.state`` holds them as ``dotdigital``, ``faults`` and ``control``."""
     if state is None:
         state = DotdigitalState(knobs)
     elif knobs is not None:
         state.knobs = knobs
-    routes = [Route(path, _guarded(state, handler), methods=[method]) for method, path, handler in ROUTES]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
-    app.state.dotdigital = state
+    table = [*ROUTES, *emulator_v3.ROUTES]
+    routes = [Route(path, _guarded(state, handler), methods=[method]) for method, path, handler in table]
+    control = Control(faults or Faults(), vendor(state))
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error},
+        middleware=[Middleware(FaultLayer, control=control)],
+    )
+    app.state.dotdigital, app.state.faults, app.state.control = state, control.faults, control
     return app
 
 
-# -- the guard every call passes: auth, budget, scripted faults, error mapping -------------------------
+# -- the guard every call passes: auth, budget, error mapping ------------------------------------------
 def _guarded(state: DotdigitalState, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         if not _authorised(state.knobs, request.headers.get("authorization", "")):
@@ -65,26 +79,14 @@ async def _run(state: DotdigitalState, handler: Handler, request: Request) -> Re
         return (
             _error(400, CAPPED) if knobs.rate_scheme == "flat" else _error(429, "Too Many Requests", headers)
         )
-    if knobs.latency > 0:
-        await asyncio.sleep(knobs.latency)
-    shares = (knobs.error_500_share, knobs.error_503_share, knobs.error_429_share)
-    roll = state.rng.random() if any(shares) else 1.0
-    retry = {"Retry-After": str(knobs.retry_after)}
-    if roll < shares[0]:
-        response = _error(500, "An error has occurred.")
-    elif roll < shares[0] + shares[1]:
-        response = _error(503, "The service is temporarily unavailable.", retry)
-    elif roll < sum(shares):
-        response = _error(429, "Too Many Requests", retry)
-    else:
-        try:
-            response = await handler(state, request)
-        except ApiError as refused:
-            response = _error(refused.status, refused.message)
-        malformed = knobs.malformed_json_share > 0 and state.rng.random() < knobs.malformed_json_share
-        if malformed and response.media_type == "application/json":
-            body = bytes(response.body)
-            response = Response(body[: len(body) // 2], response.status_code, media_type="application/json")
+    try:
+        response = await handler(state, request)
+    except ApiError as refused:
+        response = (
+            JSONResponse({"errorCode": refused.v3_code, "description": refused.message}, refused.status)
+            if refused.v3_code
+            else _error(refused.status, refused.message)
+        )
     response.headers.update(headers)
     return response
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from adapters.dotdigital.emulator_data import (
     DATA_FIELD_TYPES,
@@ -39,20 +40,26 @@ from adapters.dotdigital.emulator_data import (
 )
 from adapters.dotdigital.emulator_imports import apply_import
 
+if TYPE_CHECKING:
+    from adapters.dotdigital.emulator_v3 import ContactsImportV3
+
 RESERVED_BOOK_NAMES = frozenset({"test", "all contacts"})
 
 
 class ApiError(Exception):
-    """A refusal the app renders as v2's ``{"message": "<text> ERROR_CODE"}`` with an HTTP status."""
+    """A refusal the app renders as v2's ``{"message": "<text> ERROR_CODE"}`` with an HTTP status, or,
+    with ``v3_code``, as v3's ``{"errorCode": v3_code, "description": message}``."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, v3_code: str | None = None) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.v3_code = status, message, v3_code
 
 
 @dataclass(frozen=True)
 class Knobs:
-    """Account settings and scripted faults. Swap at runtime with ``state.tune(...)``."""
+    """Account settings and the account's own faults (imports, rows). Swap at runtime with
+    ``state.tune(...)``. Faults any HTTP API has (errors, drops, timeouts, cut JSON, latency) are the
+    shared fault layer's (``adapters.emulation``)."""
 
     api_user: str = "apiuser-emulator@apiconnector.com"
     api_password: str = "emulator-password"
@@ -68,15 +75,11 @@ class Knobs:
     flat_calls_per_hour: int = 2000
     tiered_calls_per_minute: int = 500
     tiered_scope: str = "lowCallRate"
-    latency: float = 0.0  # seconds of asyncio sleep added to every call
-    error_500_share: float = 0.0
-    error_503_share: float = 0.0
-    error_429_share: float = 0.0
-    retry_after: int = 30  # seconds, sent with the scripted 429s and 503s
-    malformed_json_share: float = 0.0  # JSON bodies cut in half
     import_polls: int = 2  # polls answering NotFinished before the terminal status
     import_outcome: str = "Finished"  # terminal status forced on new imports (Failed, RejectedByWatchdog...)
     import_stalls: bool = False  # new imports never finish
+    import_fail_share: float = 0.0  # share of new imports that end Failed, their rows not applied
+    import_stall_share: float = 0.0  # share of new imports that never finish
     row_fault_share: float = 0.0  # share of otherwise good import rows rejected with reason Failed
     deletion_polls: int = 1
     allow_unsuppress: bool = False  # let resubscribe lift complaints and self-unsubscribes
@@ -104,10 +107,12 @@ class DotdigitalState:
         self.data_fields: dict[str, DataField] = {}  # upper-cased name -> field
         self.suppressions: dict[int, Suppression] = {}  # contact id -> its current suppression
         self.imports: dict[str, ContactImport] = {}
+        self.v3_imports: dict[str, ContactsImportV3] = {}  # Contacts API v3 imports (emulator_v3.py)
         self.deletions: dict[str, Deletion] = {}
         self.campaigns: dict[int, Campaign] = {}
         self.calls: list[tuple[str, str, int]] = []  # (method, path, status) of every authenticated call
         self.rate_window: tuple[float, int] = (self._t0, 0)  # (start, calls admitted), kept by the app
+        self.import_faults: Counter[str] = Counter()  # imports failed or stalled by the share knobs
         self._ids = {"contact": 0, "book": 0, "campaign": 0}
 
     # -- time, knobs, budget ------------------------------------------------------------------------
@@ -315,20 +320,33 @@ class DotdigitalState:
     def submit_import(self, book_id: int | None, payload: bytes | None) -> ContactImport:
         if book_id is not None:
             self.book(book_id)
-        active = sum(1 for job in self.imports.values() if job.status == "NotFinished")
-        if active >= self.knobs.max_active_imports:
+        if self.active_imports() >= self.knobs.max_active_imports:
             raise ApiError(400, "Too many imports are in progress. ERROR_IMPORT_TOOMANYACTIVEIMPORTS")
-        k = self.knobs
-        job = ContactImport(
-            str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
-            book_id,
-            payload,
-            k.import_polls,
-            k.import_outcome,
-            k.import_stalls,
-        )
+        outcome, stalled = self.import_fate()
+        job_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        job = ContactImport(job_id, book_id, payload, self.knobs.import_polls, outcome, stalled)
         self.imports[job.id] = job
         return job
+
+    def import_fate(self) -> tuple[str, bool]:
+        """A new import's terminal status and whether it stalls: forced by the knobs, or drawn from
+        the shares (a drawn failure is ``Failed``, a status v2 and v3 both have)."""
+        k = self.knobs
+        if k.import_fail_share or k.import_stall_share:
+            roll = self.rng.random()
+            if roll < k.import_fail_share:
+                self.import_faults["job_fail"] += 1
+                return "Failed", k.import_stalls
+            if roll < k.import_fail_share + k.import_stall_share:
+                self.import_faults["job_stall"] += 1
+                return k.import_outcome, True
+        return k.import_outcome, k.import_stalls
+
+    def active_imports(self) -> int:
+        """v2 and v3 imports still running: they share the account's limit."""
+        statuses = [job.status for job in self.imports.values()]
+        statuses += [job.status for job in self.v3_imports.values()]
+        return statuses.count("NotFinished")
 
     def import_job(self, import_id: str) -> ContactImport:
         job = self.imports.get(import_id.lower())

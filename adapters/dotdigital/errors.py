@@ -127,13 +127,14 @@ def call_name(response: httpx.Response) -> str:
 
 
 def _vendor_message(response: httpx.Response) -> str:
-    """v2's ``{"message": ...}``, a ProblemDetails title/detail, or else the body, on one line."""
+    """v2's ``{"message": ...}``, v3's description and errorCode, a ProblemDetails title/detail, or else
+    the body, on one line."""
     try:
         body: Any = msgspec.json.decode(response.content)
     except msgspec.DecodeError:
         body = None
     if isinstance(body, dict):
-        parts = [body.get(k) for k in ("message", "title", "detail")]
+        parts = [body.get(k) for k in ("message", "title", "detail", "description", "errorCode")]
         text = " ".join(p for p in parts if isinstance(p, str))
     else:
         text = ""

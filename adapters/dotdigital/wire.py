@@ -118,6 +118,32 @@ class ApiImport(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
     status: str
 
 
+class V3ImportAccepted(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
+    """``PUT /contacts/v3/import`` accepted the job."""
+
+    import_id: str
+
+
+class V3FailureReason(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
+    failure_code: str
+    description: str = ""
+
+
+class V3ImportFailure(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
+    """One contact a v3 import did not import, and why."""
+
+    identifiers: dict[str, str] = {}
+    failures: list[V3FailureReason] = []
+
+
+class V3ImportStatus(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
+    """``GET /contacts/v3/import/{id}``: the state, and once Finished the failures inline."""
+
+    import_id: str
+    status: str
+    failures: list[V3ImportFailure] = []
+
+
 class ApiBulkContactDeletion(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
     """A bulk removal from an address book: Started, then Completed or Failed."""
 

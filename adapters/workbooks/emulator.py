@@ -1,4 +1,4 @@
-"""The Workbooks CRM API emulator as an ASGI app: transport, authentication, routing and fault knobs.
+"""The Workbooks CRM API emulator as an ASGI app: transport, authentication, routing and rate limiting.
 
 Workbooks publishes no OpenAPI document; this follows `shared/reference/workbooks-api.md`. Routes
 stay thin: they parse parameters (query string and form body merged, `_method` honoured), check
@@ -12,8 +12,9 @@ Choices where the reference is UNSURE:
 - `logout.api` answers 302 to `/logout_complete.api` (200).
 - Rate limiting answers 302 to `/delay.api?ticket=...` and runs the request only when that URL is
   fetched (a client that does not follow loses the call). Following turns a PUT into a GET, so the
-  ticket carries the whole request. 500/503 faults answer before the request runs; malformed JSON
-  is a truncated body after it ran. Login answers also carry `"success": true`.
+  ticket carries the whole request. Login answers also carry `"success": true`.
+Faults any HTTP API can have (500, 503, timeouts, drops, cut JSON, latency) come from the shared fault
+layer in front of the app (`adapters.emulation`), with Workbooks' error bodies from `emulator_control`.
 """
 
 from __future__ import annotations
@@ -24,15 +25,19 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from adapters.emulation.faults import Faults
+from adapters.emulation.layer import Control, FaultLayer
+from adapters.workbooks.emulator_control import JSON_TYPE, failure, vendor
 from adapters.workbooks.emulator_state import (
     Filter,
     Query,
@@ -43,22 +48,14 @@ from adapters.workbooks.emulator_state import (
 )
 
 Params = list[tuple[str, str]]
-JSON_TYPE = "application/json; charset=utf-8"
 COOKIE = "Workbooks-Session"
 TRUTHY = ("true", "1", "yes", "t", "on", "y")
 
 
 @dataclass
 class Knobs:
-    """Faults, changeable while the app runs. Random choices come from `state.random`."""
+    """Rate limiting, changeable while the app runs. Random choices come from `state.random`."""
 
-    latency: float = 0.0  # seconds added to every call
-    error_share: float = 0.0  # share of calls answered with one of `error_statuses`
-    error_statuses: tuple[int, ...] = (500, 503)
-    malformed_json_share: float = 0.0  # share of 200 answers whose JSON is cut short
-    scripted: list[int] = field(
-        default_factory=list
-    )  # statuses for the next calls, in order (500, 503, or 302 = rate limited)
     rate_limit_share: float = 0.0  # share of calls redirected to the delaying URL
     rate_limit_budget: int | None = None  # calls per period before every further call is redirected
     rate_limit_period: float = 1.0
@@ -69,11 +66,6 @@ class Knobs:
 
 def _json(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body), status_code=status, media_type=JSON_TYPE)
-
-
-def _failure(error: WorkbooksError) -> Response:
-    body = {"success": False, "failure_reason": error.reason, "failure_message": error.message}
-    return _json(body, error.status)
 
 
 def _first(params: Params, *names: str) -> str | None:
@@ -159,27 +151,22 @@ class _Emulator:
     async def endpoint(self, request: Request) -> Response:
         path = request.path_params["path"]
         if not path.endswith(".api"):
-            return _failure(WorkbooksError(404, "not_found", f"/{path} is not an API path"))
+            return failure(WorkbooksError(404, "not_found", f"/{path} is not an API path"))
         controller = path.removesuffix(".api").strip("/")
         try:
             params = await self._params(request)
         except WorkbooksError as error:
-            return _failure(error)
+            return failure(error)
         verb = request.method
         if verb == "POST" and (override := _first(params, "_method")):
             verb = override.upper()
-        if self.knobs.latency:
-            await asyncio.sleep(self.knobs.latency)
         if controller == "delay":
             return await self._delayed(_first(params, "ticket") or "")
-        status = self._fault_status()
-        if status == 302 or (status is None and self._rate_limited()):
+        if self._rate_limited():
             return self._defer(
                 lambda: self._answer(request, controller, verb, params), self.knobs.rate_limit_hops
             )
-        if status is not None:
-            return self._fault(status)
-        return self._maybe_malformed(await self._answer(request, controller, verb, params))
+        return await self._answer(request, controller, verb, params)
 
     async def _params(self, request: Request) -> Params:
         params: Params = list(request.query_params.multi_items())
@@ -192,21 +179,6 @@ class _Emulator:
                 )
             params += parse_qsl(body.decode(), keep_blank_values=True)
         return params
-
-    def _fault_status(self) -> int | None:
-        if self.knobs.scripted:
-            return self.knobs.scripted.pop(0)
-        if self.knobs.error_share and self.state.random.random() < self.knobs.error_share:
-            return self.state.random.choice(self.knobs.error_statuses)
-        return None
-
-    def _fault(self, status: int) -> Response:
-        if status == 503:
-            return Response(
-                "Service Temporarily Unavailable", 503, {"Retry-After": "1"}, media_type="text/html"
-            )
-        message = f"An unexpected error occurred (reference {self.state.random.getrandbits(32):08x})"
-        return _failure(WorkbooksError(status, "internal_error", message))
 
     def _rate_limited(self) -> bool:
         knobs = self.knobs
@@ -224,20 +196,13 @@ class _Emulator:
 
     async def _delayed(self, ticket: str) -> Response:
         if ticket not in self.tickets:
-            return _failure(WorkbooksError(404, "not_found", "Unknown or used delay ticket"))
+            return failure(WorkbooksError(404, "not_found", "Unknown or used delay ticket"))
         hops, run = self.tickets.pop(ticket)
         if hops > 1:
             return self._defer(run, hops - 1)
         if self.knobs.rate_limit_delay:
             await asyncio.sleep(self.knobs.rate_limit_delay)
         return await run()
-
-    def _maybe_malformed(self, response: Response) -> Response:
-        share = self.knobs.malformed_json_share
-        if response.status_code != 200 or not share or self.state.random.random() >= share:
-            return response
-        body = bytes(response.body)
-        return Response(body[: max(1, len(body) // 2)], 200, media_type=JSON_TYPE)
 
     async def _answer(self, request: Request, controller: str, verb: str, params: Params) -> Response:
         try:
@@ -258,7 +223,7 @@ class _Emulator:
                 return session
             return self._dispatch(controller, verb, params, session)
         except WorkbooksError as error:
-            return _failure(error)
+            return failure(error)
 
     def _login(self, request: Request, params: Params) -> Response:
         if not request.headers.get("user-agent", "").strip():
@@ -347,11 +312,18 @@ class _Emulator:
         raise WorkbooksError(405, "method_not_allowed", f"{verb} is not supported: use GET or PUT")
 
 
-def create_app(state: WorkbooksState | None = None, *, knobs: Knobs | None = None) -> Starlette:
-    """An ASGI app serving `state` (a fresh empty database if None), exposed with the knobs on `app.state`."""
+def create_app(
+    state: WorkbooksState | None = None, *, knobs: Knobs | None = None, faults: Faults | None = None
+) -> Starlette:
+    """An ASGI app serving `state` (a fresh empty database if None) behind `faults` (none if None),
+    exposed with the knobs on `app.state` as `workbooks`, `knobs`, `faults` and `control`."""
     emulator = _Emulator(state or WorkbooksState(), knobs or Knobs())
+    control = Control(faults or Faults(), vendor(emulator.state))
     methods = ["GET", "PUT", "POST", "DELETE", "PATCH"]
-    app = Starlette(routes=[Route("/{path:path}", emulator.endpoint, methods=methods)])
-    app.state.workbooks = emulator.state
-    app.state.knobs = emulator.knobs
+    app = Starlette(
+        routes=[Route("/{path:path}", emulator.endpoint, methods=methods)],
+        middleware=[Middleware(FaultLayer, control=control)],
+    )
+    app.state.workbooks, app.state.knobs = emulator.state, emulator.knobs
+    app.state.faults, app.state.control = control.faults, control
     return app

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapters.emulation.faults import Faults
+from adapters.emulation.layer import apply_spec, control_lines
 from adapters.workbooks.emulator import create_app
 from adapters.workbooks.emulator_data import generate
 from adapters.workbooks.emulator_state import DEFAULT_API_KEY, WorkbooksState
 
 
-def sandbox(*, base_url: str, seed: int) -> tuple[Any, list[str]]:
-    """A CRM of a few thousand people and leads in a handful of campaigns, some opted out."""
+def sandbox(
+    *, base_url: str, seed: int, faults: str | None = None, contacts: int | None = None
+) -> tuple[Any, list[str]]:
+    """A CRM of a few thousand people and leads (or `contacts`, a quarter of them leads) in a handful of
+    campaigns, some opted out, behind the faults of the spec `faults`. With no contacts it has no open
+    campaigns either, but it has the custom fields the example rules map."""
     state = WorkbooksState(seed=seed)
-    generate(state, seed=seed)
+    if contacts is None:
+        generate(state, seed=seed)
+    else:
+        leads = contacts // 4
+        generate(state, seed=seed, people=contacts - leads, leads=leads, campaigns=4 if contacts else 0)
+    app = create_app(state, faults=Faults(seed=seed))
+    apply_spec(app.state.control, faults)
     counts = {controller: len(records) for controller, records in state.records.items()}
-    return create_app(state), [
+    return app, [
         f"API key: {DEFAULT_API_KEY}",
         "user: api.user@example.com, password: secret (for login.api sessions)",
         ", ".join(f"{n} {controller}" for controller, n in sorted(counts.items())),
+        *control_lines(base_url, app.state.control),
     ]

@@ -200,16 +200,28 @@ async def test_create_list_and_create_field_are_idempotent() -> None:
 @pytest.mark.asyncio
 async def test_opt_outs_suppress_known_and_unknown_addresses() -> None:
     state = account([{"email": "ada@example.com", "lists": ["Spring"]}])
+    unknown = [f"new{n}@example.com" for n in range(40)]
     async with opened(state) as adapter:
-        outcomes = await write(
-            adapter,
-            "opt_out_esp",
-            [Op("opt_out_esp", "ADA@example.com"), Op("opt_out_esp", "new@example.com")],
-        )
+        ops = [Op("opt_out_esp", email) for email in ["ADA@example.com", *unknown, "not-an-email"]]
+        outcomes = await write(adapter, "opt_out_esp", ops)
         rows_by_email = {str(r.email): r for r in map(rows.decode, (await adapter.snapshot()).payloads)}
-    assert all(o.ok for o in outcomes)
+    assert all(o.ok for o in outcomes[:-1])
+    assert outcomes[-1].reason is not None and outcomes[-1].reason.startswith("invalidEmail")
     assert rows_by_email["ada@example.com"].opt_out_reason == "admin"  # bulk suppress: Suppressed
-    assert rows_by_email["new@example.com"].opt_out_reason == "unsubscribed"  # unknown: unsubscribed
+    assert {rows_by_email[email].opt_out_reason for email in unknown} == {"unsubscribed"}
+    # The unknown addresses cost one import, never one call each, and were never subscribed.
+    calls = [(method, path) for method, path, _ in state.calls]
+    assert calls.count(("PUT", "/contacts/v3/import")) == 1
+    assert ("POST", "/v2/contacts/unsubscribe") not in calls
+    assert all(state.contact_by_email(email).status == "Unsubscribed" for email in unknown)  # type: ignore[union-attr]
+
+
+@pytest.mark.asyncio
+async def test_an_unsubscribe_import_that_fails_is_an_opt_out_not_done() -> None:
+    state = account(import_outcome="Failed")
+    async with opened(state) as adapter:
+        [outcome] = await write(adapter, "opt_out_esp", [Op("opt_out_esp", "new@example.com")])
+    assert not outcome.ok and outcome.reason == "Failed"  # planned again by the next run
 
 
 @pytest.mark.asyncio

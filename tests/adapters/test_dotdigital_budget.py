@@ -2,10 +2,9 @@
 
 The emulator enforces its tiered scheme (300 calls a minute, then 429) on the same fake clock, so a
 single call over the budget would fail the test; the request stamps are also checked over every
-sliding minute. The budget is 5 calls a second: aiolimiter livelocks under looptime at odd rates
-(such as the 2,000-an-hour flat scheme's), so the test uses one known to be safe (a bucket of one,
-refilled 4 a second); `engine.budgets.bucket` is what makes any budget's windows safe, and it is
-tested on the flat scheme's numbers in tests/test_budgets_and_retries.py. No state store is
+sliding minute. The budget is 5 calls a second (a bucket of one, leaking 4 a second);
+`engine.budgets.bucket` is what makes any budget's windows safe, and it is tested on the flat
+scheme's numbers in tests/test_budgets_and_retries.py. No state store is
 involved (it would make fake time jump).
 """
 

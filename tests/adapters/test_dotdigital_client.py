@@ -28,6 +28,7 @@ from adapters.dotdigital.client import (
 from adapters.dotdigital.emulator import create_app
 from adapters.dotdigital.emulator_data import generate
 from adapters.dotdigital.emulator_state import DotdigitalState, Knobs
+from adapters.emulation.faults import Faults
 from engine.errors import ListsyncError, PermanentError, TransientError
 
 BASE = "https://r1-api.dotdigital.com"
@@ -36,16 +37,21 @@ USER, PASSWORD = Knobs().api_user, Knobs().api_password
 
 @asynccontextmanager
 async def dotdigital(
-    state: DotdigitalState | None = None, *, password: str = PASSWORD, page_size: int = 1000, **knobs: Any
+    state: DotdigitalState | None = None,
+    *,
+    password: str = PASSWORD,
+    page_size: int = 1000,
+    faults: Faults | None = None,
+    **knobs: Any,
 ) -> AsyncIterator[tuple[DotdigitalClient, DotdigitalState, list[httpx.Request]]]:
-    """A client over the emulator, the emulator's state, and every request the client sent."""
+    """A client over the emulator (behind `faults`), the emulator's state, and every request sent."""
     state = state or DotdigitalState(Knobs(**knobs))
     sent: list[httpx.Request] = []
 
     async def record(request: httpx.Request) -> None:
         sent.append(request)
 
-    transport = httpx.ASGITransport(app=create_app(state))
+    transport = httpx.ASGITransport(app=create_app(state, faults=faults))
     async with httpx.AsyncClient(
         transport=transport, base_url=BASE, event_hooks={"request": [record]}
     ) as http:
@@ -245,7 +251,7 @@ async def test_flat_cap_is_transient_for_a_quarter_hour() -> None:
 
 @pytest.mark.asyncio
 async def test_429_honours_retry_after() -> None:
-    async with dotdigital(error_429_share=1.0, retry_after=17) as (client, _, _sent):
+    async with dotdigital(faults=Faults(error_429=1.0, retry_after=17)) as (client, _, _sent):
         with pytest.raises(TransientError) as limited:
             await client.discover_endpoint()
     assert limited.value.retry_after == 17
@@ -262,10 +268,10 @@ async def test_tiered_429_reads_the_rate_limit_reset() -> None:
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize(
-    ("knobs", "wait"), [(Knobs(error_503_share=1.0), 30.0), (Knobs(error_500_share=1.0), None)]
+    ("faults", "wait"), [(Faults(error_503=1.0, retry_after=30), 30.0), (Faults(error_500=1.0), None)]
 )
-async def test_server_errors_are_transient(knobs: Knobs, wait: float | None) -> None:
-    async with dotdigital(DotdigitalState(knobs)) as (client, _, _sent):
+async def test_server_errors_are_transient(faults: Faults, wait: float | None) -> None:
+    async with dotdigital(faults=faults) as (client, _, _sent):
         with pytest.raises(TransientError) as failed:
             await client.discover_endpoint()
     assert failed.value.retry_after == wait
@@ -273,7 +279,7 @@ async def test_server_errors_are_transient(knobs: Knobs, wait: float | None) -> 
 
 @pytest.mark.asyncio
 async def test_malformed_json_is_transient() -> None:
-    async with dotdigital(malformed_json_share=1.0) as (client, _, _sent):
+    async with dotdigital(faults=Faults(malformed=1.0)) as (client, _, _sent):
         with pytest.raises(TransientError, match="not valid JSON"):
             await client.discover_endpoint()
 

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapters.emulation.faults import Faults
 from adapters.workbooks.client import MAX_HOPS, Filter, SessionLost, WorkbooksClient, raise_for
 from adapters.workbooks.emulator import Knobs, create_app
 from adapters.workbooks.emulator_data import generate
@@ -44,13 +45,16 @@ def small_state(clock: Clock | None = None, **kwargs: Any) -> WorkbooksState:
 
 @asynccontextmanager
 async def http(
-    state: WorkbooksState, knobs: Knobs | None = None, sent: list[httpx.Request] | None = None
+    state: WorkbooksState,
+    knobs: Knobs | None = None,
+    sent: list[httpx.Request] | None = None,
+    faults: Faults | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
     async def record(request: httpx.Request) -> None:
         if sent is not None:
             sent.append(request)
 
-    transport = httpx.ASGITransport(app=create_app(state, knobs=knobs))
+    transport = httpx.ASGITransport(app=create_app(state, knobs=knobs, faults=faults))
     hooks = {"request": [record]}
     async with httpx.AsyncClient(transport=transport, base_url=BASE, event_hooks=hooks) as client:
         yield client
@@ -225,18 +229,18 @@ async def test_rate_limit_redirects_are_followed_and_a_loop_is_capped() -> None:
 
 @pytest.mark.asyncio
 async def test_server_faults_are_transient() -> None:
-    knobs = Knobs(scripted=[503, 500])
-    async with http(small_state(), knobs) as h:
+    faults = Faults(script=["503", "500"])
+    async with http(small_state(), faults=faults) as h:
         wb = WorkbooksClient(h, api_key=DEFAULT_API_KEY)
         with pytest.raises(TransientError) as unavailable:
             await wb.read("crm/people")
         assert unavailable.value.retry_after == 1.0
         with pytest.raises(TransientError, match="HTTP 500"):
             await wb.read("crm/people")
-        knobs.malformed_json_share = 1.0
+        faults.malformed = 1.0
         with pytest.raises(TransientError, match="malformed JSON"):
             await wb.read("crm/people")
-        knobs.malformed_json_share = 0.0
+        faults.malformed = 0.0
         with pytest.raises(PermanentError, match=r"unknown_column.*nonsense"):
             await wb.read("crm/people", select=["nonsense"])
 

@@ -18,9 +18,12 @@ from openapi_core.testing import MockRequest, MockResponse
 from adapters.dotdigital.emulator import create_app
 from adapters.dotdigital.emulator_data import generate
 from adapters.dotdigital.emulator_state import DotdigitalState, Knobs
+from adapters.emulation.faults import Faults
 
 BASE = "https://r1-api.dotdigital.com"
-SPEC = Path(__file__).resolve().parents[3] / "shared/vendor-specs/dotdigital/dotdigital-v2-api-swagger.json"
+SPECS = Path(__file__).resolve().parents[3] / "shared/vendor-specs/dotdigital"
+SPEC = SPECS / "dotdigital-v2-api-swagger.json"
+V3_SPEC = SPECS / "dotdigital-contacts-service.json"  # the Contacts API v3, for its import
 KNOBS = Knobs()
 AUTH = (KNOBS.api_user, KNOBS.api_password)
 
@@ -42,16 +45,16 @@ async def client(state: DotdigitalState | None = None, **knobs: Any) -> AsyncIte
 
 
 @functools.cache
-def spec() -> OpenAPI:
-    return OpenAPI.from_file_path(str(SPEC))
+def spec(path: Path = SPEC) -> OpenAPI:
+    return OpenAPI.from_file_path(str(path))
 
 
-def conforms(response: httpx.Response, pattern: str) -> Any:
-    """Validate ``response`` against the spec's operation at ``pattern``; return its JSON."""
+def conforms(response: httpx.Response, pattern: str, document: Path = SPEC) -> Any:
+    """Validate ``response`` against the operation at ``pattern`` of ``document``; return its JSON."""
     request = response.request
     mock_request = MockRequest(BASE, request.method.lower(), request.url.path, path_pattern=pattern)
     mock_response = MockResponse(response.content, status_code=response.status_code)
-    spec().validate_response(mock_request, mock_response)
+    spec(document).validate_response(mock_request, mock_response)
     return response.json()
 
 
@@ -199,6 +202,75 @@ async def test_import_finishes_after_polls_and_applies_rows(as_multipart: bool) 
 
 
 @pytest.mark.asyncio
+async def test_v3_import_creates_contacts_unsubscribed_and_lists_failures_inline() -> None:
+    state = DotdigitalState(Knobs(import_polls=1))
+    state.create_data_field("FIRSTNAME", "String")
+    known = state.add_contact("known@example.com")
+    state.suppress(state.add_contact("gone@example.com"), "HardBounced")
+
+    def entry(email: str, status: str | None = "unsubscribed", **data: str) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "matchIdentifier": "email",
+            "identifiers": {"email": email},
+            "dataFields": data,
+        }
+        if status:
+            item["channelProperties"] = {"email": {"status": status}}
+        return item
+
+    contacts = [
+        entry("new@example.com", FIRSTNAME="Nia"),
+        entry("KNOWN@example.com"),
+        entry("new@example.com"),
+        entry("bad@@example"),
+        entry("gone@example.com", None),
+        entry("odd@example.com", NOFIELD="x"),
+    ]
+    async with client(state) as http:
+        submitted = await http.put(
+            "/contacts/v3/import", json={"mergeOption": "overwrite", "contacts": contacts}
+        )
+        import_id = conforms(submitted, "/contacts/v3/import", V3_SPEC)["importId"]
+        pattern = "/contacts/v3/import/{importId}"
+        first = conforms(await http.get(f"/contacts/v3/import/{import_id}"), pattern, V3_SPEC)
+        assert first == {"importId": import_id, "status": "NotFinished"}
+        assert state.contact_by_email("new@example.com") is None  # applied only when finished
+        done = conforms(await http.get(f"/contacts/v3/import/{import_id}"), pattern, V3_SPEC)
+        missing = await http.get("/contacts/v3/import/00000000-0000-4000-8000-000000000000")
+    assert done["status"] == "Finished"
+    assert done["summary"] == {
+        "newContacts": 1,
+        "updatedContacts": 1,
+        "globallySuppressed": 1,
+        "invalidEntries": 2,
+        "duplicateIdentifiers": 1,
+    }
+    failed = {f["identifiers"]["email"]: f["failures"][0]["failureCode"] for f in done["failures"]}
+    assert failed == {
+        "new@example.com": "duplicateIdentifier",
+        "bad@@example": "invalidEmail",
+        "gone@example.com": "contactSuppressed",
+        "odd@example.com": "invalidDataField",
+    }
+    new = state.contact_by_email("new@example.com")
+    assert new is not None and new.status == "Unsubscribed" and new.data == {"FIRSTNAME": "Nia"}
+    assert known.status == "Unsubscribed" and state.suppressions[known.id].reason == "Unsubscribed"
+    assert missing.status_code == 404 and missing.json()["errorCode"] == "contacts:importNotFound"
+
+
+@pytest.mark.asyncio
+async def test_v2_and_v3_imports_share_the_active_import_limit() -> None:
+    state = DotdigitalState(Knobs(max_active_imports=1, import_stalls=True))
+    body = {"contacts": [{"matchIdentifier": "email", "identifiers": {"email": "a@example.com"}}]}
+    async with client(state) as http:
+        assert (await http.put("/contacts/v3/import", json=body)).status_code == 202
+        refused = await http.put("/contacts/v3/import", json=body)
+        v2 = await http.post("/v2/contacts/import", json={"fileName": "a.csv", "data": "RW1haWwNCg=="})
+    assert refused.status_code == 429 and refused.json()["errorCode"] == "contacts:tooManyActiveImports"
+    assert v2.status_code == 400 and "ERROR_IMPORT_TOOMANYACTIVEIMPORTS" in v2.json()["message"]
+
+
+@pytest.mark.asyncio
 async def test_import_without_email_column_is_invalid_file_format() -> None:
     async with client(import_polls=0) as http:
         sent = await http.post(
@@ -292,18 +364,22 @@ async def test_tiered_rate_limit_answers_429_with_headers() -> None:
 
 @pytest.mark.asyncio
 async def test_fault_knobs_server_errors_retry_after_and_stalled_imports() -> None:
-    state = DotdigitalState(Knobs(error_503_share=0.5), seed=3)
-    async with client(state) as http:
+    faults = Faults(error_503=0.5, seed=3)
+    state = DotdigitalState(seed=3)
+    transport = httpx.ASGITransport(app=create_app(state, faults=faults))
+    async with httpx.AsyncClient(transport=transport, base_url=BASE, auth=AUTH) as http:
         codes = [(await http.get("/v2/data-fields")).status_code for _ in range(40)]
         assert 10 < codes.count(503) < 30 and set(codes) == {200, 503}
-        state.tune(error_503_share=0.0, error_429_share=1.0, retry_after=7)
+        faults.update({"503": 0.0, "429": 1.0, "retry_after": 7})
         limited = await http.get("/v2/data-fields")
         assert limited.status_code == 429 and limited.headers["Retry-After"] == "7"
-        state.tune(error_429_share=0.0, import_stalls=True, malformed_json_share=1.0)
+        assert limited.json() == {"message": "Too Many Requests"}
+        faults.update({"429": 0.0, "malformed": 1.0})
+        state.tune(import_stalls=True)
         broken = await http.get("/v2/data-fields")
         with pytest.raises(ValueError):
             json.loads(broken.content or b"{")
-        state.tune(malformed_json_share=0.0)
+        faults.malformed = 0.0
         sent = await http.post(
             "/v2/contacts/import", files={"file": ("a.csv", csv_file("Email", "a@example.com"))}
         )
@@ -313,6 +389,7 @@ async def test_fault_knobs_server_errors_retry_after_and_stalled_imports() -> No
             "/v2/contacts/import", files={"file": ("a.csv", csv_file("Email", "a@example.com"))}
         )
         assert await finish(http, again.json()["id"]) == ["RejectedByWatchdog"]
+    assert faults.injected == {"503": codes.count(503), "429": 1, "malformed": 1}
 
 
 @pytest.mark.asyncio

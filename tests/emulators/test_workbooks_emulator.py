@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
+from adapters.emulation.faults import Faults
 from adapters.workbooks.emulator import Knobs, create_app, field_name
 from adapters.workbooks.emulator_data import LEAD, PERSON, PUBLIC_NAME_FIELD, generate
 from adapters.workbooks.emulator_state import DEFAULT_API_KEY, STALE, WorkbooksState
@@ -467,22 +468,23 @@ async def test_rate_limit_redirects_are_followed_to_the_data() -> None:
 
 @pytest.mark.asyncio
 async def test_fault_knobs() -> None:
-    state = small_state()
-    knobs = Knobs(scripted=[500, 503])
-    async with client(state, knobs) as c:
+    faults = Faults(script=["500", "503"], seed=7)
+    app = create_app(small_state(), faults=faults)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as c:
         first = await c.get("/crm/people.api", params=KEY)
         assert first.status_code == 500 and first.json()["failure_reason"] == "internal_error"
         second = await c.get("/crm/people.api", params=KEY)
         assert second.status_code == 503 and second.headers["retry-after"] == "1"
+        assert second.headers["content-type"].startswith("text/html")
         assert (await c.get("/crm/people.api", params=KEY)).status_code == 200
-        knobs.malformed_json_share = 1.0
+        faults.malformed = 1.0
         broken = await c.get("/crm/people.api", params=KEY)
         with pytest.raises(json.JSONDecodeError):
             broken.json()
-        knobs.malformed_json_share, knobs.error_share = 0.0, 0.5
+        faults.update({"malformed": 0.0, "500": 0.25, "503": 0.25})
         statuses = [(await c.get("/crm/people.api", params=KEY)).status_code for _ in range(60)]
         assert 10 < statuses.count(200) < 50 and set(statuses) == {200, 500, 503}
-        knobs.error_share, knobs.latency = 0.0, 0.01
+        faults.update({"500": 0.0, "503": 0.0, "latency": 0.01})
         assert (await c.get("/crm/people.api", params=KEY)).status_code == 200
 
 
