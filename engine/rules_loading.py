@@ -26,7 +26,7 @@ from engine.errors import PermanentError, RuleProblem, RulesError
 from engine.registry import adapter_factory
 from engine.rules_checks import Sections, check_crm_fields, check_rules
 from engine.rules_decoding import FAILED, SECRET_HINT, Issue, decode, decode_fields, one_line, shown_text
-from engine.ruleset import FieldMapping, RuleSet, SecretRef, Side
+from engine.ruleset import FieldMapping, Name, RuleSet, SecretRef, Side
 from engine.toml_positions import KeyPath, SourceMap, format_path
 
 # Names adapters and people give to secrets; such a key must never hold a plain string.
@@ -230,8 +230,8 @@ def _adapter(
     """The side's settings decoded with its adapter's own type, and the adapter's capabilities."""
     table = data.get(side)
     name = table.get("adapter") if isinstance(table, dict) else None
-    if not isinstance(name, str) or not name:
-        return None, None  # decoding already said what is wrong with the key
+    if not isinstance(name, str) or decode(name, Name, (), []) is FAILED:
+        return None, None  # decoding already said what is wrong with the key (and not 1,000 times)
     assert isinstance(table, dict)
     try:
         factory = adapter_factory(name)

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 from hypothesis import strategies as st
 
-from engine import ruleset
+from engine import registry, ruleset
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_FILES = (
@@ -31,6 +31,7 @@ BASE_FILES = (
 _BARE = re.compile(r"[A-Za-z0-9_-]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
+ADAPTERS = sorted(registry.available())
 # Every key the rules language and the installed adapters' settings know: renamed and misplaced
 # keys come from here, so a mutation is often a plausible mistake rather than noise.
 KNOWN_KEYS = sorted(
@@ -51,13 +52,11 @@ KNOWN_KEYS = sorted(
             ruleset.CampaignTotalsFields,
             ruleset.Safety,
             ruleset.SecretRef,
+            *(registry.adapter_factory(name).settings_type for name in ADAPTERS),
         )
         for info in msgspec.structs.fields(struct)
     }
-    | {"path", "campaigns", "delta", "max_list_name", "campaign_field_length", "campaign_key_length"}
-    | {"base_url", "api_key", "username", "password", "page_size", "undeliverable_field", "columns"}
-    | {"campaign_fields", "api_user", "endpoint", "max_import_bytes", "address_book_limit"}
-    | {"list_visibility", "client_secret", "token"}
+    | {"client_secret", "token"}
 )
 
 # Values a person might write somewhere: right ones in the wrong place, near misses, edge cases.
@@ -106,7 +105,7 @@ TRICKY_BY_KEY: dict[str, list[object]] = {
     **dict.fromkeys(["template", "fallback", "master"], _TEMPLATES),
     **dict.fromkeys(["state", "path", "campaigns", "delta", "file"], _PATHS),
     **dict.fromkeys(["crm", "esp", "crm_lead", "flag_field", "sends", "opens"], _FIELD_NAMES),
-    "adapter": ["files", "workbooks", "dotdigital", "file", "", "Files", "x" * 300],
+    "adapter": [*ADAPTERS, "file", "", "Files", "x" * 300],
     "env": ["", "A\x00B", "NOT_SET_ANYWHERE", "="],
     "name": ["", "-x", "a" * 65, "a" * 64, "ok.name", "é", "a b"],
     "kinds": [[], ["person", "person"], ["people"], "person", [["lead"]]],

@@ -123,8 +123,10 @@ def test_the_real_rule_sets_are_valid(scratch: Path) -> None:
 @given(document=mutated_documents(DOCUMENTS))
 # Found by fuzzing: a key's control character printed raw split a problem over two lines.
 @example({**DOCUMENTS[0], "crm": {"\x1e": ""}})
-# Found by fuzzing: a huge key was echoed whole, twice (path and message).
+# Found by fuzzing: a huge key was echoed whole, twice (path and message), and a huge adapter name
+# was looked up and echoed whole.
 @example({**DOCUMENTS[1], "ẞ" * 300: 1})
+@example({**DOCUMENTS[0], "crm": {**DOCUMENTS[0]["crm"], "adapter": "ẞ" * 1093}})
 def test_mutated_rule_sets_load_or_fail_with_located_problems(
     scratch: Path, document: dict[str, object]
 ) -> None:
