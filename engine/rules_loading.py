@@ -134,7 +134,8 @@ def resolve_secret(ref: SecretRef, base_dir: Path) -> str:
 def _read(shown: str, file_path: Path) -> str:
     """The rule file's text; a UTF-8 byte-order mark (as some Windows editors write) is dropped."""
     try:
-        return file_path.read_text(encoding="utf-8-sig")
+        # Not the "utf-8-sig" codec: it reads a file holding only b"\xef" as empty, not as an error.
+        return file_path.read_text(encoding="utf-8").removeprefix("\ufeff")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
         raise RulesError([RuleProblem(shown, 0, 0, "", f"cannot read the rule file: {reason}")]) from None

@@ -155,6 +155,8 @@ def test_rule_files_edited_line_by_line_load_or_fail_with_located_problems(scrat
 @given(raw=st.binary(max_size=600) | st.text(max_size=600).map(str.encode))
 # Found by fuzzing: an error "at end of document" was put on a line past the end, counting "\x0b".
 @example(b"'\x0b\x00")
+# Found by fuzzing: with the "utf-8-sig" codec, a file of the one byte 0xEF read as empty.
+@example(b"\xef")
 @example("x = 1\u2028\n'".encode())
 def test_arbitrary_bytes_fail_with_located_problems(scratch: Path, raw: bytes) -> None:
     check(scratch / "junk.toml", raw)
