@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -123,8 +122,7 @@ async def _status_of(loaded: LoadedRules) -> dict[str, Any]:
 
 def _budget_dict(budget: Budget, levels: dict[str, tuple[float, float]]) -> dict[str, Any]:
     if budget.account in levels:
-        level, saved_at = levels[budget.account]
-        budget.level = max(0.0, level - max(0.0, time.time() - saved_at) * budget.rate)
+        budget.restore(*levels[budget.account])
     remaining = None if budget.capacity is None else max(0.0, budget.capacity - budget.level)
     return {"account": budget.account, "capacity": budget.capacity, "remaining": remaining}
 

@@ -46,6 +46,7 @@ import httpx
 import msgspec
 import xxhash
 
+from adapters.common import parse_cursor, settings_of
 from adapters.constantcontact import rows, wire
 from adapters.constantcontact.activity import read_activity
 from adapters.constantcontact.client import (
@@ -106,7 +107,7 @@ class ConstantContactAdapter:
     settings_type: ClassVar[type[msgspec.Struct]] = ConstantContactSettings
 
     def __init__(self, settings: ConstantContactSettings | Any, context: AdapterContext) -> None:
-        self._settings = _settings(settings)
+        self._settings = settings_of(settings, ConstantContactSettings)
         self._context = context
         self._http: list[httpx.AsyncClient] = []
         self._client: ConstantContactClient | None = None
@@ -127,7 +128,7 @@ class ConstantContactAdapter:
             # The contact's own text properties are listed among the account's fields, so the total
             # counts them beside the 100 custom fields.
             field_limits={"total": CUSTOM_FIELD_LIMIT + len(rows.STANDARD_FIELDS)},
-            max_lists=_settings(settings).list_limit,
+            max_lists=settings_of(settings, ConstantContactSettings).list_limit,
             frozen_when_suppressed=True,
             calls=4,
             period_seconds=1.0,
@@ -167,7 +168,7 @@ class ConstantContactAdapter:
     async def snapshot(self, cursor: str | None = None) -> Snapshot:
         api = await self._api()
         started = datetime.now(UTC)
-        since = _parse_cursor(cursor)
+        since = parse_cursor(cursor)
         version = await self.version()
         await self._read_lists(api)
         types = {f.name: rows.FIELD_TYPES.get(f.type, "text") async for f in self._read_fields(api)}
@@ -242,7 +243,7 @@ class ConstantContactAdapter:
         """Campaign events since the cursor (less the overlap) or, without one, since ``since``."""
         api = await self._api()
         started = datetime.now(UTC)
-        after = _parse_cursor(cursor)
+        after = parse_cursor(cursor)
         if not self._lists:
             await self._read_lists(api)
         names = {i: n for n, i in self._lists.items()}
@@ -519,20 +520,3 @@ def _faults(errors: Sequence[str], ops: Sequence[Op]) -> dict[int, str]:
         if 0 <= index < len(ops):
             faults.setdefault(index, reason)
     return faults
-
-
-def _settings(settings: Any) -> ConstantContactSettings:
-    if isinstance(settings, ConstantContactSettings):
-        return settings
-    return msgspec.convert(settings, ConstantContactSettings)
-
-
-def _parse_cursor(cursor: str | None) -> datetime | None:
-    """The time a cursor names; an unreadable cursor means a full read, which is always safe."""
-    if cursor is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(cursor)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 
+from adapters.common import decode_answer
 from adapters.constantcontact import wire
-from adapters.constantcontact.errors import ConstantContactBusy, ConstantContactError, call_name, raise_for
+from adapters.constantcontact.errors import ConstantContactBusy, ConstantContactError, raise_for
 from adapters.constantcontact.oauth import TokenKeeper
 from engine.errors import PermanentError, TransientError
 
@@ -29,24 +30,10 @@ P = TypeVar("P", bound=msgspec.Struct)
 API_URL = "https://api.cc.email"
 CONTACTS_PAGE = 500  # the most GET /contacts gives a page
 INCLUDE = "custom_fields,list_memberships"
-_DECODERS: dict[object, msgspec.json.Decoder[Any]] = {}
 
 
 def _decode(response: httpx.Response, type_: type[T]) -> T:
-    decoder = _DECODERS.get(type_) or _DECODERS.setdefault(type_, msgspec.json.Decoder(type_))
-    try:
-        decoded: T = decoder.decode(response.content)
-        return decoded
-    except msgspec.ValidationError as wrong:
-        raise PermanentError(
-            f"Constant Contact's answer to {call_name(response)} does not have the documented shape "
-            f"({wrong}); the API may have changed: report it with this message."
-        ) from None
-    except msgspec.DecodeError:
-        raise TransientError(
-            f"Constant Contact's answer to {call_name(response)} is not valid JSON (cut or garbled on "
-            "the way); asking again usually gives a whole one."
-        ) from None
+    return decode_answer("Constant Contact", response, type_)
 
 
 def when(moment: datetime) -> str:

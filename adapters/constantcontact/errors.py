@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from adapters.common import call_name
 from engine.errors import PermanentError, TransientError
 
 QUEUE_WAIT = 60.0  # a choice: queued activities usually finish within a minute
@@ -93,14 +94,6 @@ def raise_for(response: httpx.Response, *, redact: Iterable[str] = ()) -> None:
     raise ConstantContactError(
         clean(f"Constant Contact refused {where} ({status}): {said}"), status=status, key=key
     )
-
-
-def call_name(response: httpx.Response) -> str:
-    try:
-        request = response.request
-    except RuntimeError:  # a Response built without a request, as in tests
-        return "a call"
-    return f"{request.method} {request.url.path}"
 
 
 def vendor_message(response: httpx.Response) -> tuple[str | None, str]:

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import msgspec
 
+from adapters.common import import_refusal, import_text
 from adapters.constantcontact import wire
 from engine.plans import Op, OpKind
 from engine.records import Row
 from engine.ruleset import FieldType
-from engine.values import Value
 
 STANDARD_FIELDS = ("first_name", "last_name", "job_title", "company_name")
 MAX_CUSTOM_FIELDS = 25  # per contact in one import or PUT
@@ -103,28 +103,16 @@ def decode(payload: bytes) -> Row:
     )
 
 
-def text(value: Value) -> str:
-    """A plan value as an import property (yes/no as true/false, dates already ISO)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
-
-
 def refusal(kind: OpKind, op: Op) -> str | None:
     """Why an upsert or add_member op cannot be written as asked, or None."""
-    if not op.email:
-        return f"a {kind} op without an email"
-    if kind == "add_member":
-        return None if op.list else "an add_member op without a list"
-    changed = op.changes.get("opted_out")
-    if changed is not None and changed.new is not False:
-        return "an opt-out is written by opt_out_esp, not by an upsert"
-    cleared = sorted(name for name, change in op.changes.items() if change.new is None)
-    if cleared:
-        return (
-            f"Constant Contact's import cannot clear fields ({', '.join(cleared)}): it only sets the "
-            "properties it is given; clear them in Constant Contact"
-        )
+    refused = import_refusal(
+        kind,
+        op,
+        "Constant Contact's import cannot clear fields ({fields}): it only sets the properties it is "
+        "given; clear them in Constant Contact",
+    )
+    if refused is not None or kind == "add_member":
+        return refused
     custom = [name for name in op.changes if name not in STANDARD_FIELDS and name != "opted_out"]
     if len(custom) > MAX_CUSTOM_FIELDS:
         return f"{len(custom)} custom fields for one contact; an import takes at most {MAX_CUSTOM_FIELDS}"
@@ -138,5 +126,5 @@ def import_row(op: Op) -> dict[str, str]:
         if name == "opted_out":
             continue
         key = name if name in STANDARD_FIELDS else wire.CUSTOM_PREFIX + name
-        row[key] = text(change.new)
+        row[key] = import_text(change.new)
     return row

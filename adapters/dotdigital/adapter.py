@@ -44,6 +44,7 @@ import httpx
 import msgspec
 import xxhash
 
+from adapters.common import import_text, parse_cursor, settings_of
 from adapters.dotdigital import rows, wire
 from adapters.dotdigital.activity import read_activity
 from adapters.dotdigital.client import BEGINNING, DotdigitalClient, DotdigitalError
@@ -84,7 +85,7 @@ class DotdigitalAdapter:
     settings_type: ClassVar[type[msgspec.Struct]] = DotdigitalSettings
 
     def __init__(self, settings: DotdigitalSettings | Any, context: AdapterContext) -> None:
-        self._settings = _settings(settings)
+        self._settings = settings_of(settings, DotdigitalSettings)
         self._context = context
         self._http: list[httpx.AsyncClient] = []
         self._client: DotdigitalClient | None = None
@@ -102,7 +103,7 @@ class DotdigitalAdapter:
             field_name_pattern=r"^[A-Za-z0-9_-]{1,20}$",
             field_limits={"text": 246, "numeric": 50, "date": 50, "boolean": 50},
             frozen_when_suppressed=True,
-            max_lists=_settings(settings).address_book_limit,
+            max_lists=settings_of(settings, DotdigitalSettings).address_book_limit,
             calls=2000,
             period_seconds=3600,
             writes=WRITES,
@@ -138,7 +139,7 @@ class DotdigitalAdapter:
     async def snapshot(self, cursor: str | None = None) -> Snapshot:
         api = await self._api()
         started = datetime.now(UTC)
-        since = _parse_cursor(cursor)
+        since = parse_cursor(cursor)
         version = await self.version()
         books = [book async for book in api.address_books()]
         self._books = {book.name: book.id for book in books}
@@ -194,7 +195,7 @@ class DotdigitalAdapter:
         """Campaign events since the cursor (less the overlap) or, without one, since ``since``."""
         api = await self._api()
         started = datetime.now(UTC)
-        after = _parse_cursor(cursor)
+        after = parse_cursor(cursor)
         return await read_activity(api, since if after is None else after - CURSOR_OVERLAP, started)
 
     # -- writing ------------------------------------------------------------------------------------
@@ -298,7 +299,7 @@ class DotdigitalAdapter:
         return [outcome or Outcome(False, "not submitted") for outcome in outcomes]
 
     async def _resubscribe(self, api: DotdigitalClient, op: Op) -> Outcome:
-        data = {name: rows.cell(change.new) for name, change in op.changes.items() if name != "opted_out"}
+        data = {name: import_text(change.new) for name, change in op.changes.items() if name != "opted_out"}
         try:
             result = await api.resubscribe(str(op.email), data, challenge=False)
         except DotdigitalError as refused:
@@ -399,20 +400,3 @@ def _finished(state: str, ops: Sequence[Op], faults: dict[str, str]) -> JobStatu
     return JobStatus(
         state, True, tuple(Outcome(False, faults[e]) if e in faults else Outcome(True) for e in emails)
     )
-
-
-def _settings(settings: Any) -> DotdigitalSettings:
-    if isinstance(settings, DotdigitalSettings):
-        return settings
-    return msgspec.convert(settings, DotdigitalSettings)
-
-
-def _parse_cursor(cursor: str | None) -> datetime | None:
-    """The time a cursor names; an unreadable cursor means a full read, which is always safe."""
-    if cursor is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(cursor)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

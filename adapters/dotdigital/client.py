@@ -22,8 +22,8 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar
 
 import httpx
-import msgspec
 
+from adapters.common import call_name, decode_answer
 from adapters.dotdigital import wire
 from adapters.dotdigital.errors import (
     ACTIVE_IMPORTS_WAIT,
@@ -32,7 +32,6 @@ from adapters.dotdigital.errors import (
     RECORD_CODES,
     DotdigitalBusy,
     DotdigitalError,
-    call_name,
     raise_for,
 )
 from engine.errors import PermanentError, TransientError
@@ -54,24 +53,8 @@ def _user_agent() -> str:
 USER_AGENT = _user_agent()
 
 
-_DECODERS: dict[object, msgspec.json.Decoder[Any]] = {}
-
-
 def _decode(response: httpx.Response, type_: type[T]) -> T:
-    decoder = _DECODERS.get(type_) or _DECODERS.setdefault(type_, msgspec.json.Decoder(type_))
-    try:
-        decoded: T = decoder.decode(response.content)
-        return decoded
-    except msgspec.ValidationError as wrong:
-        raise PermanentError(
-            f"Dotdigital's answer to {call_name(response)} does not have the documented shape ({wrong}); "
-            "the API may have changed: report it with this message."
-        ) from None
-    except msgspec.DecodeError:
-        raise TransientError(
-            f"Dotdigital's answer to {call_name(response)} is not valid JSON (cut or garbled on the way, "
-            "most likely by a proxy or a dropped connection); asking again usually gives a whole one."
-        ) from None
+    return decode_answer("Dotdigital", response, type_)
 
 
 def _since(when: datetime) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from adapters.common import call_name
 from engine.errors import PermanentError, TransientError
 
 # The flat scheme caps an account at 2000 calls per rolling hour and does not say when calls free up.
@@ -117,15 +118,6 @@ def raise_for(response: httpx.Response, *, redact: Iterable[str] = ()) -> None:
     raise DotdigitalError(clean(f"Dotdigital refused {where} ({status}): {said}"), status=status, code=code)
 
 
-def call_name(response: httpx.Response) -> str:
-    """The call a response answers, as ``METHOD /path``, for messages."""
-    try:
-        request = response.request
-    except RuntimeError:  # a Response built without a request, as in tests
-        return "a call"
-    return f"{request.method} {request.url.path}"
-
-
 def _vendor_message(response: httpx.Response) -> str:
     """v2's ``{"message": ...}``, v3's description and errorCode, a ProblemDetails title/detail, or else
     the body, on one line."""
@@ -174,6 +166,5 @@ __all__ = [
     "RECORD_CODES",
     "DotdigitalBusy",
     "DotdigitalError",
-    "call_name",
     "raise_for",
 ]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import msgspec
 
+from adapters.common import import_refusal, import_text
 from adapters.dotdigital import wire
 from engine.plans import Op, OpKind
 from engine.records import Row
@@ -111,34 +112,19 @@ def decode(payload: bytes) -> Row:
     )
 
 
-def cell(value: Value) -> str:
-    """A plan value as an import CSV cell (booleans as true/false, dates already ISO)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
-
-
 def refusal(kind: OpKind, op: Op) -> str | None:
     """Why an import op cannot be written as asked, or None."""
-    if not op.email:
-        return f"a {kind} op without an email"
-    if kind == "add_member":
-        return None if op.list else "an add_member op without a list"
-    opted = op.changes.get("opted_out")
-    if opted is not None and opted.new is not False:
-        return "an opt-out is written by opt_out_esp, not by an upsert"
-    cleared = sorted(name for name, change in op.changes.items() if change.new is None)
-    if cleared:
-        return (
-            f"Dotdigital's import cannot clear data fields ({', '.join(cleared)}): an empty cell keeps "
-            "the old value; clear it in Dotdigital"
-        )
-    return None
+    return import_refusal(
+        kind,
+        op,
+        "Dotdigital's import cannot clear data fields ({fields}): an empty cell keeps the old value; "
+        "clear it in Dotdigital",
+    )
 
 
 def import_row(op: Op) -> dict[str, str]:
     values: dict[str, Value] = {name: change.new for name, change in op.changes.items()}
-    return {wire.EMAIL_COLUMN: str(op.email), **{name: cell(value) for name, value in values.items()}}
+    return {wire.EMAIL_COLUMN: str(op.email), **{name: import_text(value) for name, value in values.items()}}
 
 
 def column(row: dict[str, str], name: str) -> str | None:

@@ -35,6 +35,7 @@ import httpx
 import msgspec
 import xxhash
 
+from adapters.common import parse_cursor, settings_of
 from adapters.mailchimp import members, memberships, rows
 from adapters.mailchimp.activity import read_activity
 from adapters.mailchimp.client import MailchimpClient, data_centre
@@ -77,7 +78,7 @@ class MailchimpAdapter:
     settings_type: ClassVar[type[msgspec.Struct]] = MailchimpSettings
 
     def __init__(self, settings: MailchimpSettings | Any, context: AdapterContext) -> None:
-        self._settings = _settings(settings)
+        self._settings = settings_of(settings, MailchimpSettings)
         self._context = context
         self._http: httpx.AsyncClient | None = None
         self._client: MailchimpClient | None = None
@@ -93,7 +94,7 @@ class MailchimpAdapter:
             max_list_name=TAG_NAME_MAX,
             field_name_max=10,
             field_name_pattern=FIELD_NAME_PATTERN,
-            field_limits={"total": _settings(settings).merge_field_limit},
+            field_limits={"total": settings_of(settings, MailchimpSettings).merge_field_limit},
             writes=WRITES,
             activity=True,
         )
@@ -132,7 +133,7 @@ class MailchimpAdapter:
     async def snapshot(self, cursor: str | None = None) -> Snapshot:
         api, list_id = await self._api()
         started = datetime.now(UTC)
-        since = _parse_cursor(cursor)
+        since = parse_cursor(cursor)
         window = None if since is None else since - CURSOR_OVERLAP
         version = await self.version()
         self._tags = {tag.name: tag.id for tag in await api.segments(list_id)}
@@ -179,7 +180,7 @@ class MailchimpAdapter:
         """Campaign events since the cursor (less the overlap) or, without one, since ``since``."""
         api, list_id = await self._api()
         started = datetime.now(UTC)
-        after = _parse_cursor(cursor)
+        after = parse_cursor(cursor)
         names = {tag.id: tag.name for tag in await api.segments(list_id)}
         return await read_activity(
             api, list_id, since if after is None else after - CURSOR_OVERLAP, started,
@@ -275,20 +276,3 @@ class MailchimpAdapter:
         http, self._http, self._client = self._http, None, None
         if http is not None:
             await http.aclose()
-
-
-def _settings(settings: Any) -> MailchimpSettings:
-    if isinstance(settings, MailchimpSettings):
-        return settings
-    return msgspec.convert(settings, MailchimpSettings)
-
-
-def _parse_cursor(cursor: str | None) -> datetime | None:
-    """The time a cursor names; an unreadable cursor means a full read, which is always safe."""
-    if cursor is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(cursor)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

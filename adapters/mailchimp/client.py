@@ -28,8 +28,9 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 
+from adapters.common import decode_answer
 from adapters.mailchimp import wire
-from adapters.mailchimp.errors import MailchimpError, call_name, raise_for
+from adapters.mailchimp.errors import MailchimpError, raise_for
 from engine.errors import PermanentError, TransientError
 
 T = TypeVar("T")
@@ -54,7 +55,6 @@ MEMBER_FIELDS = (
     )
     + ",total_items"
 )
-_DECODERS: dict[object, msgspec.json.Decoder[Any]] = {}
 
 
 def data_centre(api_key: str) -> str:
@@ -69,20 +69,7 @@ def data_centre(api_key: str) -> str:
 
 
 def _decode(response: httpx.Response, type_: type[T]) -> T:
-    decoder = _DECODERS.get(type_) or _DECODERS.setdefault(type_, msgspec.json.Decoder(type_))
-    try:
-        decoded: T = decoder.decode(response.content)
-        return decoded
-    except msgspec.ValidationError as wrong:
-        raise PermanentError(
-            f"Mailchimp's answer to {call_name(response)} does not have the documented shape ({wrong}); "
-            "the API may have changed: report it with this message."
-        ) from None
-    except msgspec.DecodeError:
-        raise TransientError(
-            f"Mailchimp's answer to {call_name(response)} is not valid JSON (cut or garbled on the way, "
-            "most likely); asking again usually gives a whole one."
-        ) from None
+    return decode_answer("Mailchimp", response, type_)
 
 
 async def concurrently(calls: Iterable[Coroutine[Any, Any, object]]) -> None:

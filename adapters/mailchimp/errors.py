@@ -28,6 +28,7 @@ from collections.abc import Iterable
 import httpx
 import msgspec
 
+from adapters.common import call_name
 from adapters.mailchimp import wire
 from engine.errors import PermanentError, TransientError
 
@@ -100,15 +101,6 @@ def problem_of(body: bytes | str) -> wire.Problem:
         return _PROBLEM.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return wire.Problem()
-
-
-def call_name(response: httpx.Response) -> str:
-    """The call a response answers, as ``METHOD /path``, for messages."""
-    try:
-        request = response.request
-    except RuntimeError:  # a Response built without a request, as in tests
-        return "a call"
-    return f"{request.method} {request.url.path}"
 
 
 def _seconds(value: str | None) -> float | None:

@@ -34,6 +34,7 @@ import httpx
 import msgspec
 import xxhash
 
+from adapters.common import settings_of
 from adapters.workbooks import activities, campaign_totals, rows
 from adapters.workbooks.client import Filter, WorkbooksClient
 from adapters.workbooks.rows import KINDS, LEAD, PERSON, Kind
@@ -81,7 +82,7 @@ class WorkbooksAdapter:
     settings_type: ClassVar[type[msgspec.Struct]] = WorkbooksSettings
 
     def __init__(self, settings: WorkbooksSettings, context: AdapterContext) -> None:
-        self._settings = _settings(settings)
+        self._settings = settings_of(settings, WorkbooksSettings)
         self._context = context
         self._http: httpx.AsyncClient | None = None
         self._client: WorkbooksClient | None = None
@@ -94,7 +95,7 @@ class WorkbooksAdapter:
 
     @classmethod
     def capabilities(cls, settings: Any, side: Side) -> Capabilities:
-        chosen = _settings(settings)
+        chosen = settings_of(settings, WorkbooksSettings)
         lengths = {"key": 20, "name": 255} | {name: 255 for name in chosen.campaign_fields}
         writes = WRITES if side == "crm" else frozenset()
         return Capabilities(max_batch=MAX_BATCH, campaign_field_lengths=lengths, writes=writes)
@@ -374,12 +375,6 @@ class WorkbooksAdapter:
         finally:
             if http is not None:
                 await http.aclose()
-
-
-def _settings(settings: Any) -> WorkbooksSettings:
-    if isinstance(settings, WorkbooksSettings):
-        return settings
-    return msgspec.convert(settings, WorkbooksSettings)
 
 
 __all__ = ["LEAD", "PERSON", "WRITES", "WorkbooksAdapter", "WorkbooksSettings"]
