@@ -161,7 +161,7 @@ class ConstantContactAdapter:
                     client_id=self._settings.client_id,
                     client_secret=self._context.secret(self._settings.client_secret),
                 )
-                self._client = ConstantContactClient(api, keeper)
+                self._client = ConstantContactClient(api, keeper, retry_reads=True)
             return self._client
 
     # -- reading ------------------------------------------------------------------------------------
