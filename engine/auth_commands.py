@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import secrets
 import webbrowser
-from collections.abc import Callable
 from functools import partial
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -164,7 +163,8 @@ async def _authorise(authorizer: Authorizer, args: argparse.Namespace, out: Cons
     state = secrets.token_urlsafe(32)
     url = authorizer.authorization_url(state)
     where = None if args.paste else loopback(authorizer.redirect_uri)
-    out.print(f"Redirect URI (register it with the vendor's application, exactly): {authorizer.redirect_uri}")
+    shown = escape(authorizer.redirect_uri)
+    out.print(f"Redirect URI (register it with the vendor's application, exactly): {shown}")
     try:
         with anyio.fail_after(args.timeout):
             if where is None:
@@ -173,7 +173,7 @@ async def _authorise(authorizer: Authorizer, args: argparse.Namespace, out: Cons
                 redirect = await pasted_redirect()
             else:
                 async with caught_redirect(where) as arrival:
-                    _show(out, url, f"Waiting for the browser to come back to {authorizer.redirect_uri} ...")
+                    _show(out, url, f"Waiting for the browser to come back to {shown} ...")
                     await _open(url, args.open, out)
                     redirect = await arrival()
     except TimeoutError:
@@ -191,15 +191,14 @@ def _show(out: Console, url: str, then: str) -> None:
 
 
 async def _open(url: str, wanted: bool, out: Console) -> None:
-    opener: Callable[[str], bool] = webbrowser.open
-    if wanted and not await anyio.to_thread.run_sync(opener, url):
+    if wanted and not await anyio.to_thread.run_sync(webbrowser.open, url):
         out.print("No browser could be opened here: open the URL above yourself.")
 
 
 def _code(redirect: Redirect, state: str) -> str:
     """The redirect's code, once it proved to answer this request and to carry no error."""
     params = redirect.params
-    if not redirect.bare and not secrets.compare_digest(params.get("state", ""), state):
+    if not redirect.bare and not secrets.compare_digest(params.get("state", "").encode(), state.encode()):
         raise PermanentError(
             "the redirect's state is not this request's: it answers another authorisation (an old "
             "browser tab, or a link someone else made); nothing was stored. Run the command again."

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
@@ -24,7 +25,8 @@ from functools import partial
 from urllib.parse import parse_qsl, urlsplit
 
 import anyio
-import anyio.to_thread
+import anyio.from_thread
+import anyio.lowlevel
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -140,15 +142,36 @@ def _listen(where: Loopback) -> list[socket.socket]:
     return listeners
 
 
-async def pasted_redirect(read_line: Callable[[], str] | None = None) -> Redirect:
+async def pasted_redirect() -> Redirect:
     """The first non-blank line a person pastes on stdin, read as a redirect (see `parse_pasted`)."""
-    read = read_line or sys.stdin.readline
     while True:
-        line = await anyio.to_thread.run_sync(read, abandon_on_cancel=True)
+        line = await _stdin_line()
         if not line:
             raise PermanentError("stdin ended before a redirect URL or code was pasted; nothing was stored")
         if line.strip():
             return parse_pasted(line)
+
+
+async def _stdin_line() -> str:
+    """One line of stdin ("" at its end), read on a daemon thread of its own: a person who never
+    pastes must not keep the process alive past the timeout, as a blocked worker thread of anyio's
+    would (they are joined at exit)."""
+    token = anyio.lowlevel.current_token()
+    done = anyio.Event()
+    read: list[str] = []
+
+    def deliver(line: str) -> None:
+        read.append(line)
+        done.set()
+
+    def reader() -> None:
+        line = sys.stdin.readline()
+        with suppress(anyio.RunFinishedError):  # the command ended meanwhile: nobody waits for it
+            anyio.from_thread.run_sync(deliver, line, token=token)
+
+    threading.Thread(target=reader, name="listsync stdin", daemon=True).start()
+    await done.wait()
+    return read[0]
 
 
 def parse_pasted(text: str) -> Redirect:

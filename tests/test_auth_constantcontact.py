@@ -127,7 +127,10 @@ class Stdin:
         self._lines.put("")
 
     def readline(self) -> str:
-        return self._lines.get(timeout=30)
+        try:
+            return self._lines.get(timeout=30)
+        except queue.Empty:
+            return ""
 
 
 def free_port() -> int:
@@ -223,7 +226,9 @@ def test_a_redirect_with_another_state_is_refused_and_nothing_is_stored(
 ) -> None:
     def forged(location: str) -> str:
         parts = urlsplit(location)
-        query = {k: v[0] for k, v in parse_qs(parts.query).items()} | {"state": "someone-elses"}
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()} | {
+            "state": "someone-élse"
+        }  # not even ASCII
         return parts._replace(query=urlencode(query)).geturl()
 
     browser = Browser(tamper=forged)

@@ -82,7 +82,8 @@ class TokenEndpoint:
             ) from None
         if response.status_code in (400, 401):
             error, said = vendor_message(response)
-            said = said.replace(self.secret, "***") if self.secret else said
+            for secret in (self.secret, *(form.get(k) for k in ("refresh_token", "code", "code_verifier"))):
+                said = said.replace(secret, "***") if secret else said
             what = "the client id or secret" if error == "invalid_client" else asked
             raise GrantRefused(
                 f"Constant Contact's authorization server refused {what} ({error}: {said}); {AUTH_HINT}",
