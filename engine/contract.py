@@ -132,8 +132,9 @@ class AdapterContext:
 
     `http(base_url)` makes the AsyncClient for the side's vendor (`engine.http`): its requests
     spend `budget` and have deadlines, and tests and the demo route it to an emulator. An adapter
-    closes the clients it made in `aclose`. `tokens`, when set, is where an OAuth adapter loads and
-    saves its grant; without it such an adapter uses a store of its own (a file its settings name).
+    closes the clients it made in `aclose`. `tokens` is where an OAuth adapter loads and saves its
+    grant: the engine's session always sets it, to the side's row in the state store
+    (`engine.store.SideTokens`), which `listsync auth` fills.
     """
 
     side: Side
