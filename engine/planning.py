@@ -96,8 +96,11 @@ async def _safety(
         return ()
     sizes = await sync.store.list_sizes(sync.name)
 
-    def lists_of(email: str) -> frozenset[str]:
-        record = base[email][0] if email in base else None
+    def lists_of(email: str) -> frozenset[str] | None:
+        """A synced contact's lists; None for an address the base does not hold."""
+        if email not in base:
+            return None
+        record = base[email][0]
         return record.lists if record is not None else frozenset()
 
     return threshold_stops(ops, lists_of, sizes, base_count, sync.rules.safety)

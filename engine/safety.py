@@ -4,6 +4,11 @@ A vendor that answers with an empty page during an outage looks, to a naive sync
 mass deletion. A complete snapshot that comes back empty while the base is not is therefore an
 outage, and planning stops. A plan that removes or opts out more than the configured share of a
 list is held before any write until a person approves it.
+
+Only synced contacts (in the base) count as opted out: the share guards the audience listsync keeps,
+and an address it never synced is not part of it. A CRM opt-out of a contact the ESP has never seen
+creates that contact unsubscribed; counting those against the base would hold every first sync cut
+short (by a crash, a stop or a failed batch), whose small base leaves most CRM opt-outs still to send.
 """
 
 from __future__ import annotations
@@ -31,20 +36,24 @@ def check_outage(side: str, complete: bool, rows: int, base_count: int, rules: S
 
 def threshold_stops(
     ops: Iterable[Op],
-    lists_of: Callable[[str], Iterable[str]],
+    lists_of: Callable[[str], Iterable[str] | None],
     list_sizes: Mapping[str, int],
     base_count: int,
     rules: Safety,
 ) -> tuple[str, ...]:
-    """Reasons the plan must be held: per list, removals or opt-outs above the allowed share."""
+    """Reasons the plan must be held: per list, removals or opt-outs above the allowed share.
+    `lists_of` gives a synced contact's lists, and None for an address not synced yet."""
     removals: Counter[str] = Counter()
     opt_outs: Counter[str] = Counter()
     for op in ops:
         if op.kind == "remove_member" and op.list is not None:
             removals[op.list] += 1
         elif op.kind in ("opt_out_esp", "opt_out_crm") and op.email is not None:
+            lists = lists_of(op.email)
+            if lists is None:
+                continue
             opt_outs[ALL_CONTACTS] += 1
-            for name in lists_of(op.email):
+            for name in lists:
                 opt_outs[name] += 1
     sizes = {**list_sizes, ALL_CONTACTS: base_count}
     stops = [
