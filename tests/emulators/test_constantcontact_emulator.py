@@ -12,7 +12,6 @@ import base64
 import copy
 import functools
 import hashlib
-import json
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
