@@ -122,25 +122,34 @@ class TokenKeeper:
 
     async def _refresh(self, tokens: OAuthTokens) -> OAuthTokens:
         form = {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
+        where = f"POST {self._http.base_url.path.rstrip('/')}{TOKEN_PATH}"
         try:
             response = await self._http.post(TOKEN_PATH, data=form, auth=self._client)
+        except httpx.InvalidURL:  # a redirect to a Location httpx cannot read
+            raise PermanentError(
+                f"Constant Contact's authorization server redirected {where} to an unusable URL; "
+                "check the adapter's auth_url"
+            ) from None
         except httpx.RequestError as lost:
             raise TransientError(
-                f"refreshing the Constant Contact token failed in transit ({type(lost).__name__})"
+                f"refreshing the Constant Contact token ({where}) failed in transit ({type(lost).__name__})"
             ) from None
         if response.status_code in (400, 401):
             error, said = vendor_message(response)
             what = "the client id or secret" if error == "invalid_client" else "the stored refresh token"
             raise PermanentError(
-                f"Constant Contact's authorization server refused {what} ({error}: {said}); {AUTH_HINT}"
+                f"Constant Contact's authorization server refused {what} on {where} ({error}: {said}); "
+                f"{AUTH_HINT}"
             )
         if response.status_code != 200:
-            raise TransientError(f"refreshing the Constant Contact token answered {response.status_code}")
+            raise TransientError(
+                f"refreshing the Constant Contact token answered {response.status_code} on {where}"
+            )
         try:
             grant = msgspec.json.decode(response.content, type=TokenGrant)
         except (msgspec.DecodeError, msgspec.ValidationError):
             raise TransientError(
-                "the Constant Contact token endpoint's answer was not a token grant"
+                f"the Constant Contact token endpoint's answer to {where} was not a token grant"
             ) from None
         renewed = OAuthTokens(
             grant.access_token, grant.refresh_token or tokens.refresh_token, self._clock() + grant.expires_in
