@@ -41,10 +41,12 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 import engine.applying
+from adapters.constantcontact.emulator import create_app as constantcontact_app
 from adapters.demos.workbooks_dotdigital import EMULATOR_SECRETS, emulator_rules
 from adapters.dotdigital.emulator import create_app as dotdigital_app
 from adapters.dotdigital.emulator_data import ActivityShares
 from adapters.dotdigital.emulator_state import DotdigitalState, Knobs
+from adapters.mailchimp.emulator import create_app as mailchimp_app
 from adapters.workbooks.emulator import create_app as workbooks_app
 from adapters.workbooks.emulator_state import DEFAULT_API_KEY, WorkbooksState
 from engine.applying import apply_plan
@@ -55,11 +57,13 @@ from engine.rules_loading import LoadedRules, load_rules
 from engine.ruleset import Side
 from engine.session import open_sync
 from tests import fuzz_adapters, fuzz_esp_adapters
+from tests.emulators.test_esp_fault_convergence import Emulated
 from tests.fuzz_adapters import NOW, run, workbooks_state
 from tests.fuzz_http import Answer, Interposer, victims
 from tests.support import fuzz_settings
 
 VENDORS = {**fuzz_adapters.VENDORS, **fuzz_esp_adapters.VENDORS}
+ESP_SECRETS = {"CC_CLIENT_SECRET": "emulator-client-secret", "MC_KEY": fuzz_esp_adapters.MC_KEY}
 OPERATIONS = [(vendor, name) for vendor, found in VENDORS.items() for name in found.operations]
 # Every secret any vendor's adapter holds; the per-run ones (OAuth tokens) come with each run.
 SECRETS = (fuzz_adapters.DD_PASSWORD, fuzz_adapters.WB_PASSWORD, DEFAULT_API_KEY, fuzz_esp_adapters.MC_KEY)
@@ -242,12 +246,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return World(rules, crm, esp, saved, requests)
 
 
-def _restore(world: World) -> dict[str, list[tuple[Any, ...]]]:
-    path = world.rules.state_path
+def _restore(path: Path, saved: bytes) -> dict[str, list[tuple[Any, ...]]]:
     for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         extra.unlink(missing_ok=True)
-    path.write_bytes(world.state)
+    path.write_bytes(saved)
     return tables(path)
+
+
+def assert_kept(failed: str | None, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """A failed plan left the whole state store as it was; a failed apply, the base and cursors."""
+    if failed == "plan":
+        assert after == before
+    else:
+        assert {t: after[t] for t in KEPT_BY_A_FAILED_APPLY} == {t: before[t] for t in KEPT_BY_A_FAILED_APPLY}
 
 
 @fuzz_settings(40)
@@ -255,7 +266,7 @@ def _restore(world: World) -> dict[str, list[tuple[Any, ...]]]:
 def test_a_sync_fed_odd_answers_fails_cleanly_and_keeps_the_state(
     world: World, side: Side, swapped: dict[int, Answer]
 ) -> None:
-    before = _restore(world)
+    before = _restore(world.rules.state_path, world.state)
     crm, esp = copy.deepcopy(world.crm), copy.deepcopy(world.esp)
     with quick_engine():
         interposers, failed, error = asyncio.run(_sync(world, crm, esp, side, swapped, world.requests[side]))
@@ -266,7 +277,80 @@ def test_a_sync_fed_odd_answers_fails_cleanly_and_keeps_the_state(
     if not isinstance(error, SafetyStop):  # the engine's own judgement of odd data, not a vendor error
         vendor = "Workbooks" if side == "crm" else "Dotdigital"
         assert_clean(error, vendor, interposers[side].seen)
-    if failed == "plan":
-        assert after == before
-    else:
-        assert {t: after[t] for t in KEPT_BY_A_FAILED_APPLY} == {t: before[t] for t in KEPT_BY_A_FAILED_APPLY}
+    assert_kept(failed, before, after)
+
+
+# -- a whole plan and apply into Constant Contact or Mailchimp --------------------------------------------
+@dataclass
+class EspWorld:
+    """A files CRM synced into an ESP emulator, then changed on both sides, and the state then."""
+
+    vendor: str
+    emulated: Emulated
+    esp: Any  # the emulator's state after the changes
+    state: bytes
+    crm: bytes  # the CRM file after the changes (an apply writes opt-outs to it)
+    requests: int
+
+    def app(self, esp: Any) -> Any:
+        return (constantcontact_app if self.vendor == "Constant Contact" else mailchimp_app)(esp)
+
+
+async def _esp_sync(
+    world: EspWorld, esp: Any, swapped: dict[int, Answer], requests: int = 1000
+) -> tuple[Interposer, str | None, ListsyncError | None]:
+    interposer = Interposer(httpx.ASGITransport(app=world.app(esp)))
+    interposer.arm(swapped, requests)
+    rules = load_rules(world.emulated.world.root / "rules.toml")
+    extras = {"esp_transport": interposer.transport()}
+    async with open_sync(rules, budgets=Budgets(enabled=False), extras=extras) as sync:
+        try:
+            plan = await make_plan(sync)
+        except ListsyncError as error:
+            return interposer, "plan", error
+        try:
+            await apply_plan(sync, plan)
+        except ListsyncError as error:
+            return interposer, "apply", error
+    return interposer, None, None
+
+
+@pytest.fixture(scope="module", params=["Constant Contact", "Mailchimp"])
+def esp_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EspWorld]:
+    vendor: str = request.param
+    root = tmp_path_factory.mktemp("fuzz-esp-sync") / "world"
+    with pytest.MonkeyPatch.context() as env, quick_engine():
+        emulated = asyncio.run(Emulated.make(root, vendor.lower().replace(" ", "-"), env, None))
+        assert asyncio.run(emulated.converge()) == 1, emulated.errors
+        emulated.change()
+        app = emulated.account.app
+        esp = app.state.constantcontact if vendor == "Constant Contact" else app.state.mailchimp
+        state_path = root / "state.sqlite3"
+        crm = (root / "crm.jsonl").read_bytes()
+        world = EspWorld(vendor, emulated, esp, state_path.read_bytes(), crm, 0)
+        interposer, failed, error = asyncio.run(_esp_sync(world, copy.deepcopy(esp), {}))
+        assert failed is None, error
+        (root / "crm.jsonl").write_bytes(crm)
+        world.requests = len(interposer.seen)
+        yield world
+
+
+@fuzz_settings(30)
+@given(swapped=victims)
+def test_a_sync_into_constant_contact_or_mailchimp_fed_odd_answers_fails_cleanly_and_keeps_the_state(
+    esp_world: EspWorld, swapped: dict[int, Answer]
+) -> None:
+    path = esp_world.emulated.world.root / "state.sqlite3"
+    before = _restore(path, esp_world.state)
+    (path.parent / "crm.jsonl").write_bytes(esp_world.crm)
+    with quick_engine(), mock.patch.dict(os.environ, ESP_SECRETS):
+        interposer, failed, error = asyncio.run(
+            _esp_sync(esp_world, copy.deepcopy(esp_world.esp), swapped, esp_world.requests)
+        )
+    after = tables(path)
+    event(f"{esp_world.vendor}: {type(error).__name__} in {failed}" if error else "synced")
+    if error is None:
+        return
+    if not isinstance(error, SafetyStop):
+        assert_clean(error, esp_world.vendor, interposer.seen)
+    assert_kept(failed, before, after)
