@@ -59,7 +59,7 @@ from engine.session import open_sync
 from tests import fuzz_adapters, fuzz_esp_adapters
 from tests.emulators.test_esp_fault_convergence import Emulated
 from tests.fuzz_adapters import NOW, run, workbooks_state
-from tests.fuzz_http import Answer, Interposer, victims
+from tests.fuzz_http import Answer, Interposer, Mutation, victims
 from tests.support import fuzz_settings
 
 VENDORS = {**fuzz_adapters.VENDORS, **fuzz_esp_adapters.VENDORS}
@@ -119,6 +119,10 @@ def _answer(body: bytes) -> dict[int, Answer]:
 @example(("Workbooks", "snapshot"), False, {0: Answer("empty", body=b"")})
 @example(("Dotdigital", "version"), False, _answer(b'{"id": 417, "properties": []}'))
 @example(("Dotdigital", "poll an import"), False, {1: Answer("bytes", body=b"\x80")})
+# Found by fuzzing: an ApiEndpoint that is no URL (here a JSON string in a string) was used as one.
+@example(
+    ("Dotdigital", "snapshot"), False, {0: Answer("shape", mutations=(Mutation(1419, "stringify", []),))}
+)
 # Found by fuzzing Constant Contact and Mailchimp: the same InvalidURL escaping both clients and the
 # token refresh; the token endpoint's errors, a batch archive's and a missing audience's not naming
 # the call.
