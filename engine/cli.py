@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     _process_option(apply)
 
     emulate = sub.add_parser("emulate", help="serve a vendor emulator with generated data on loopback")
-    emulate.add_argument("name", help="workbooks or dotdigital")
+    emulate.add_argument("name", help="workbooks, dotdigital, constant-contact or mailchimp")
     emulate.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
     emulate.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
     emulate.add_argument("--seed", type=int, default=1, help="seed of the generated data and the faults")
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--faults",
         metavar="SPEC",
         help="fail a share of calls, e.g. 500=0.1,503=0.05,429=0.05,timeout=0.05,drop=0.05,malformed=0.05"
-        " (dotdigital also job_fail, job_stall; settings latency, retry_after, timeout_after, after_run)",
+        " (the ESPs also job_fail, job_stall; settings latency, retry_after, timeout_after, after_run)",
     )
     emulate.add_argument(
         "--contacts", type=_count, metavar="N", help="generate N contacts instead of the default (0: empty)"

@@ -4,10 +4,13 @@
 for generated ones (`tests/fuzz_http.py`). The emulators hold a handful of records, so an operation
 makes a few dozen requests at most and an example takes milliseconds. An operation calls `arm` when
 its fuzzed part starts: set-up calls before it (a write whose job is then polled) get real answers.
+This module holds the machinery (`Vendor`, `run`) and the Dotdigital and Workbooks operations;
+`tests/fuzz_esp_adapters.py` adds Constant Contact's and Mailchimp's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,14 +31,13 @@ from adapters.workbooks.emulator_state import DEFAULT_API_KEY, WorkbooksState
 from engine.budgets import Budget
 from engine.contract import Adapter, AdapterContext, Outcome, Snapshot
 from engine.errors import ListsyncError
-from engine.plans import Change, Op
+from engine.plans import Change, Op, OpKind
 from engine.records import Row
 from engine.ruleset import SecretRef, Side
 from tests.fuzz_http import Answer, Interposer
 
 DD_PASSWORD = Knobs().api_password
 WB_PASSWORD = "secret"  # the emulator's session user's
-SECRETS = (DD_PASSWORD, DEFAULT_API_KEY, WB_PASSWORD)
 NOW = datetime.now(UTC)
 
 
@@ -56,7 +58,23 @@ def _read(call: Callable[[Any], Awaitable[object]]) -> Operation:
     return read
 
 
-def _write(kind: str, build: Callable[[Any], list[Op]]) -> Operation:
+def read_operations(*, activity: bool = True) -> dict[str, Operation]:
+    """The reads every adapter has: snapshots (full, and since three days ago), version, activity."""
+    reads: dict[str, Operation] = {
+        "snapshot": _read(lambda adapter: adapter.snapshot(None)),
+        "incremental snapshot": _read(
+            lambda adapter: adapter.snapshot((NOW - timedelta(days=3)).isoformat())
+        ),
+        "version": _read(lambda adapter: adapter.version()),
+    }
+    if activity:
+        reads["activity"] = _read(lambda adapter: adapter.activity(None, NOW - timedelta(days=90)))
+    return reads
+
+
+def write_operation(kind: str, build: Callable[[Any], list[Op]]) -> Operation:
+    """Write the ops `build` makes from the emulator's state, in one call."""
+
     async def write(adapter: Adapter, state: Any, arm: Callable[[], None]) -> object:
         ops = build(state)
         arm()
@@ -78,53 +96,54 @@ def _dd_member(state: DotdigitalState) -> tuple[str, str]:
     return state.contacts[next(iter(book.members))].email.lower(), book.name
 
 
-def _dd_job(kind: str) -> Operation:
-    """Poll a job of `kind` (an import, or a deletion) that the real emulator accepted."""
+def job_operation(kind: OpKind, build: Callable[[Any], Op]) -> Operation:
+    """Poll the job of a `kind` write (of the op `build` makes) that the real emulator accepted."""
 
-    async def poll(adapter: Adapter, state: DotdigitalState, arm: Callable[[], None]) -> object:
-        email, book = _dd_member(state)
-        op = Op(kind, email=email, list=book)  # type: ignore[arg-type]
-        [outcome] = await adapter.write(kind, [op])  # type: ignore[arg-type]
+    async def poll(adapter: Adapter, state: Any, arm: Callable[[], None]) -> object:
+        ops = [build(state)]
+        [outcome] = await adapter.write(kind, ops)
         assert outcome.job is not None, outcome
         arm()
-        return await adapter.poll(outcome.job, [op])
+        return await adapter.poll(outcome.job, ops)
 
     return poll
 
 
+def _dd_job(kind: OpKind) -> Operation:
+    """Poll a job of `kind` (an import, or a deletion) of a book's member."""
+    return job_operation(kind, lambda state: Op(kind, email=_dd_member(state)[0], list=_dd_member(state)[1]))
+
+
 NEW = "new.person@example.com"
 DOTDIGITAL: dict[str, Operation] = {
-    "snapshot": _read(lambda adapter: adapter.snapshot(None)),
-    "incremental snapshot": _read(lambda adapter: adapter.snapshot((NOW - timedelta(days=3)).isoformat())),
-    "version": _read(lambda adapter: adapter.version()),
-    "activity": _read(lambda adapter: adapter.activity(None, NOW - timedelta(days=90))),
-    "create_list": _write(
+    **read_operations(),
+    "create_list": write_operation(
         "create_list",
         lambda state: [Op("create_list", list="Fuzzed"), Op("create_list", list=_dd_member(state)[1])],
     ),
-    "create_field": _write(
+    "create_field": write_operation(
         "create_field",
         lambda state: [
             Op("create_field", field="FUZZED", field_type="numeric"),
             Op("create_field", field="FIRSTNAME", field_type="text"),
         ],
     ),
-    "opt_out_esp": _write(
+    "opt_out_esp": write_operation(
         "opt_out_esp",
         lambda state: [Op("opt_out_esp", email=NEW), Op("opt_out_esp", email=_dd_member(state)[0])],
     ),
-    "remove_member": _write(
+    "remove_member": write_operation(
         "remove_member",
         lambda state: [Op("remove_member", email=_dd_member(state)[0], list=_dd_member(state)[1])],
     ),
-    "upsert_contact": _write(
+    "upsert_contact": write_operation(
         "upsert_contact",
         lambda state: [
             Op("upsert_contact", email=NEW, changes={"FIRSTNAME": Change(None, "Jo")}),
             Op("upsert_contact", email=_dd_member(state)[0], changes={"opted_out": Change(True, False)}),
         ],
     ),
-    "add_member": _write(
+    "add_member": write_operation(
         "add_member", lambda state: [Op("add_member", email=NEW, list=_dd_member(state)[1])]
     ),
     "poll an import": _dd_job("add_member"),
@@ -159,15 +178,13 @@ def _wb_ops(kind: str, **fields: Any) -> Callable[[WorkbooksState], list[Op]]:
 
 
 WORKBOOKS: dict[str, Operation] = {
-    "snapshot": _read(lambda adapter: adapter.snapshot(None)),
-    "incremental snapshot": _read(lambda adapter: adapter.snapshot((NOW - timedelta(days=3)).isoformat())),
-    "version": _read(lambda adapter: adapter.version()),
-    "opt_out_crm": _write("opt_out_crm", _wb_ops("opt_out_crm", record_kind="person")),
-    "update_crm": _write(
+    **read_operations(activity=False),
+    "opt_out_crm": write_operation("opt_out_crm", _wb_ops("opt_out_crm", record_kind="person")),
+    "update_crm": write_operation(
         "update_crm", _wb_ops("update_crm", changes={"person_first_name": Change("A", "B")})
     ),
-    "mark_undeliverable_crm": _write("mark_undeliverable_crm", _wb_ops("mark_undeliverable_crm")),
-    "record_activity": _write(
+    "mark_undeliverable_crm": write_operation("mark_undeliverable_crm", _wb_ops("mark_undeliverable_crm")),
+    "record_activity": write_operation(
         "record_activity",
         _wb_ops(
             "record_activity", changes={"type": Change(None, "open"), "at": Change(None, NOW.isoformat())}
@@ -178,58 +195,72 @@ WORKBOOKS: dict[str, Operation] = {
 
 @dataclass
 class Vendor:
-    """One vendor's emulator and adapter, and the operations to drive."""
+    """One vendor's emulator and adapter, and the operations to drive. `adapter` gets the context,
+    the test's `session` flag (a variant of how it signs in) and the emulator's state, and answers
+    the adapter and the secrets it was given, which no error may show."""
 
     name: str
     side: Side
     state: Callable[[], Any]
     app: Callable[[Any], Any]
-    adapter: Callable[[AdapterContext, bool], Adapter]
+    adapter: Callable[[AdapterContext, bool, Any], tuple[Adapter, tuple[str, ...]]]
     operations: dict[str, Operation]
 
 
-def _dotdigital(context: AdapterContext, session: bool) -> Adapter:
-    return DotdigitalAdapter(
-        DotdigitalSettings(api_user=Knobs().api_user, password=SecretRef(env="P")), context
-    )
+def _dotdigital(context: AdapterContext, session: bool, state: Any) -> tuple[Adapter, tuple[str, ...]]:
+    settings = DotdigitalSettings(api_user=Knobs().api_user, password=SecretRef(env="P"))
+    return DotdigitalAdapter(settings, with_secrets(context, P=DD_PASSWORD)), (DD_PASSWORD,)
 
 
-def _workbooks(context: AdapterContext, session: bool) -> Adapter:
+def _workbooks(context: AdapterContext, session: bool, state: Any) -> tuple[Adapter, tuple[str, ...]]:
     if session:
         settings = WorkbooksSettings(username="api.user@example.com", password=SecretRef(env="P"))
     else:
         settings = WorkbooksSettings(api_key=SecretRef(env="K"))
-    return WorkbooksAdapter(settings, context)
+    context = with_secrets(context, P=WB_PASSWORD, K=DEFAULT_API_KEY)
+    return WorkbooksAdapter(settings, context), (WB_PASSWORD, DEFAULT_API_KEY)
+
+
+def with_secrets(context: AdapterContext, **values: str) -> AdapterContext:
+    """`context` whose secret references (by environment variable name) resolve to `values`."""
+    return dataclasses.replace(context, secret=lambda ref: values[ref.env or ""])
 
 
 VENDORS = {
     "Dotdigital": Vendor("Dotdigital", "esp", dotdigital_state, dotdigital_app, _dotdigital, DOTDIGITAL),
     "Workbooks": Vendor("Workbooks", "crm", workbooks_state, workbooks_app, _workbooks, WORKBOOKS),
 }
-OPERATIONS = [(vendor, name) for vendor, found in VENDORS.items() for name in found.operations]
+
+
+@dataclass
+class Ran:
+    """What one operation did: the requests seen, its result or engine error, the secrets it held."""
+
+    interposer: Interposer
+    result: object
+    secrets: tuple[str, ...]
 
 
 async def run(
     vendor: Vendor, operation: str, session: bool, swapped: dict[int, Answer], requests: int = 1000
-) -> tuple[Interposer, object]:
+) -> Ran:
     """Run one operation against a fresh emulator; its result, or the engine error it raised."""
     state = vendor.state()
     interposer = Interposer(httpx.ASGITransport(app=vendor.app(state)))
-    secrets = {"P": DD_PASSWORD if vendor.name == "Dotdigital" else WB_PASSWORD, "K": DEFAULT_API_KEY}
 
     def http(base_url: str) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=base_url, transport=interposer.transport())
 
-    context = AdapterContext(
-        vendor.side, Path("."), Budget("fuzz", None), lambda ref: secrets[ref.env or ""], http=http
-    )
-    adapter = vendor.adapter(context, session)
+    def unset(ref: SecretRef) -> str:
+        raise LookupError(ref)
+
+    context = AdapterContext(vendor.side, Path("."), Budget("fuzz", None), unset, http=http)
+    adapter, secrets = vendor.adapter(context, session, state)
     try:
-        return interposer, await vendor.operations[operation](
-            adapter, state, lambda: interposer.arm(swapped, requests)
-        )
+        result = await vendor.operations[operation](adapter, state, lambda: interposer.arm(swapped, requests))
     except ListsyncError as error:
-        return interposer, error
+        result = error
     finally:
         interposer.victims = {}  # closing (a Workbooks logout) is not part of the test
         await adapter.aclose()
+    return Ran(interposer, result, secrets)

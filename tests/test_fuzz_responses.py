@@ -1,4 +1,5 @@
-"""Fuzzing vendor answers: whatever Dotdigital or Workbooks sends back, listsync fails cleanly.
+"""Fuzzing vendor answers: whatever Dotdigital, Workbooks, Constant Contact or Mailchimp sends back,
+listsync fails cleanly.
 
 A vendor's answer is input listsync does not control: a proxy cuts it short, a gateway answers
 with an HTML page, the API grows or loses a field, a number overflows. Every such answer must
@@ -11,8 +12,9 @@ the vendor jobs it started, are rightly recorded).
 How: each vendor's emulator answers every request over `httpx.MockTransport`, except one or two
 chosen requests, whose answers are swapped for generated ones (`tests/fuzz_http.py`). The tests
 drive each adapter's reads (snapshot, incremental snapshot, version, activity) and writes (every
-op kind it takes, and job polls; `tests/fuzz_adapters.py`), then a whole plan and apply through
-the engine over both emulators, as `tests/test_workbooks_dotdigital_sync.py` wires them.
+op kind it takes, and job polls; `tests/fuzz_adapters.py`, `tests/fuzz_esp_adapters.py`), then a
+whole plan and apply through the engine over the Workbooks and Dotdigital emulators, as
+`tests/test_workbooks_dotdigital_sync.py` wires them.
 
 Running: the default run keeps each test to a few seconds. `LISTSYNC_FUZZ=long` (`bin/fuzz`) runs
 forty times as many examples. Hypothesis keeps failing examples in `.hypothesis/` (ignored by git)
@@ -39,12 +41,14 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 import engine.applying
+from adapters.constantcontact.emulator import create_app as constantcontact_app
 from adapters.demos.workbooks_dotdigital import EMULATOR_SECRETS, emulator_rules
 from adapters.dotdigital.emulator import create_app as dotdigital_app
 from adapters.dotdigital.emulator_data import ActivityShares
 from adapters.dotdigital.emulator_state import DotdigitalState, Knobs
+from adapters.mailchimp.emulator import create_app as mailchimp_app
 from adapters.workbooks.emulator import create_app as workbooks_app
-from adapters.workbooks.emulator_state import WorkbooksState
+from adapters.workbooks.emulator_state import DEFAULT_API_KEY, WorkbooksState
 from engine.applying import apply_plan
 from engine.budgets import Budgets
 from engine.errors import ListsyncError, SafetyStop
@@ -52,12 +56,20 @@ from engine.planning import make_plan
 from engine.rules_loading import LoadedRules, load_rules
 from engine.ruleset import Side
 from engine.session import open_sync
-from tests.fuzz_adapters import NOW, OPERATIONS, SECRETS, VENDORS, run, workbooks_state
-from tests.fuzz_http import Answer, Interposer, victims
+from tests import fuzz_adapters, fuzz_esp_adapters
+from tests.emulators.test_esp_fault_convergence import Emulated
+from tests.fuzz_adapters import NOW, run, workbooks_state
+from tests.fuzz_http import Answer, Interposer, Mutation, victims
 from tests.support import fuzz_settings
 
+VENDORS = {**fuzz_adapters.VENDORS, **fuzz_esp_adapters.VENDORS}
+ESP_SECRETS = {"CC_CLIENT_SECRET": "emulator-client-secret", "MC_KEY": fuzz_esp_adapters.MC_KEY}
+OPERATIONS = [(vendor, name) for vendor, found in VENDORS.items() for name in found.operations]
+# Every secret any vendor's adapter holds; the per-run ones (OAuth tokens) come with each run.
+SECRETS = (fuzz_adapters.DD_PASSWORD, fuzz_adapters.WB_PASSWORD, DEFAULT_API_KEY, fuzz_esp_adapters.MC_KEY)
 
-def dotdigital_call(request: httpx.Request) -> str:
+
+def http_call(request: httpx.Request) -> str:
     return f"{request.method} {request.url.path}"
 
 
@@ -65,14 +77,16 @@ def workbooks_call(request: httpx.Request) -> str:
     return request.url.path.removeprefix("/").removesuffix(".api")
 
 
-def assert_clean(error: ListsyncError, vendor: str, seen: list[httpx.Request]) -> None:
+def assert_clean(
+    error: ListsyncError, vendor: str, seen: list[httpx.Request], secrets: tuple[str, ...] = ()
+) -> None:
     """The error names the vendor and one of the calls made, says why, and holds no secret."""
     text = str(error)
     assert vendor.lower() in text.lower(), text
-    name = dotdigital_call if vendor == "Dotdigital" else workbooks_call
+    name = workbooks_call if vendor == "Workbooks" else http_call
     assert any(name(request) in text for request in seen), (text, [name(r) for r in seen])
     assert len(text) > len(vendor) + 20, text
-    for secret in SECRETS:
+    for secret in (*SECRETS, *secrets, "Signature="):  # a pre-signed URL's signature is a credential
         assert secret not in text, text
 
 
@@ -105,6 +119,34 @@ def _answer(body: bytes) -> dict[int, Answer]:
 @example(("Workbooks", "snapshot"), False, {0: Answer("empty", body=b"")})
 @example(("Dotdigital", "version"), False, _answer(b'{"id": 417, "properties": []}'))
 @example(("Dotdigital", "poll an import"), False, {1: Answer("bytes", body=b"\x80")})
+# Found by fuzzing: an ApiEndpoint that is no URL (here a JSON string in a string) was used as one.
+@example(
+    ("Dotdigital", "snapshot"), False, {0: Answer("shape", mutations=(Mutation(1419, "stringify", []),))}
+)
+# Found by fuzzing Constant Contact and Mailchimp: the same InvalidURL escaping both clients and the
+# token refresh; the token endpoint's errors, a batch archive's and a missing audience's not naming
+# the call.
+@example(
+    ("Constant Contact", "snapshot"),
+    False,
+    {0: Answer("redirect", 301, headers=(("location", "javascript:alert(1)"),))},
+)
+@example(
+    ("Mailchimp", "version"), False, {0: Answer("redirect", 302, headers=(("location", "http://[::1"),))}
+)
+@example(
+    ("Constant Contact", "version"),
+    True,
+    {0: Answer("redirect", 307, headers=(("location", "http://[::1"),))},
+)
+@example(("Constant Contact", "snapshot"), True, {0: Answer("empty", body=b"")})
+@example(("Mailchimp", "poll a batch"), False, {1: Answer("cut", cut=0.0)})
+@example(("Mailchimp", "snapshot"), False, _answer(b'{"lists": [], "total_items": 0}'))
+# Found by fuzzing Mailchimp: a transport error on a batch's results archive put its pre-signed URL,
+# signature and all, in the message.
+@example(
+    ("Mailchimp", "poll a batch"), False, {1: Answer("encoding", headers=(("content-encoding", "deflate"),))}
+)
 def test_an_adapter_fed_odd_answers_fails_with_an_engine_error_naming_vendor_and_call(
     operation: tuple[str, str], session: bool, swapped: dict[int, Answer]
 ) -> None:
@@ -112,16 +154,16 @@ def test_an_adapter_fed_odd_answers_fails_with_an_engine_error_naming_vendor_and
     key = (vendor.name, name, session)
     with stamina.set_testing(True, attempts=2):  # adapters repeat a failed read: without waiting here
         if key not in _REQUESTS:
-            interposer, result = asyncio.run(run(vendor, name, session, {}))
-            assert not isinstance(result, ListsyncError), result
-            _REQUESTS[key] = len(interposer.seen)
-        interposer, result = asyncio.run(run(vendor, name, session, swapped, _REQUESTS[key]))
-    event(f"{vendor.name}: {type(result).__name__}")
-    if isinstance(result, ListsyncError):
-        assert_clean(result, vendor.name, interposer.seen)
-    elif isinstance(result, list):
-        for outcome in result:
-            assert all(secret not in (outcome.reason or "") for secret in SECRETS)
+            clean = asyncio.run(run(vendor, name, session, {}))
+            assert not isinstance(clean.result, ListsyncError), clean.result
+            _REQUESTS[key] = len(clean.interposer.seen)
+        ran = asyncio.run(run(vendor, name, session, swapped, _REQUESTS[key]))
+    event(f"{vendor.name}: {type(ran.result).__name__}")
+    if isinstance(ran.result, ListsyncError):
+        assert_clean(ran.result, vendor.name, ran.interposer.seen, ran.secrets)
+    elif isinstance(ran.result, list):
+        for outcome in ran.result:
+            assert all(secret not in (outcome.reason or "") for secret in (*SECRETS, *ran.secrets))
 
 
 # -- a whole plan and apply through the engine ------------------------------------------------------------
@@ -209,12 +251,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return World(rules, crm, esp, saved, requests)
 
 
-def _restore(world: World) -> dict[str, list[tuple[Any, ...]]]:
-    path = world.rules.state_path
+def _restore(path: Path, saved: bytes) -> dict[str, list[tuple[Any, ...]]]:
     for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         extra.unlink(missing_ok=True)
-    path.write_bytes(world.state)
+    path.write_bytes(saved)
     return tables(path)
+
+
+def assert_kept(failed: str | None, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """A failed plan left the whole state store as it was; a failed apply, the base and cursors."""
+    if failed == "plan":
+        assert after == before
+    else:
+        assert {t: after[t] for t in KEPT_BY_A_FAILED_APPLY} == {t: before[t] for t in KEPT_BY_A_FAILED_APPLY}
 
 
 @fuzz_settings(40)
@@ -222,7 +271,7 @@ def _restore(world: World) -> dict[str, list[tuple[Any, ...]]]:
 def test_a_sync_fed_odd_answers_fails_cleanly_and_keeps_the_state(
     world: World, side: Side, swapped: dict[int, Answer]
 ) -> None:
-    before = _restore(world)
+    before = _restore(world.rules.state_path, world.state)
     crm, esp = copy.deepcopy(world.crm), copy.deepcopy(world.esp)
     with quick_engine():
         interposers, failed, error = asyncio.run(_sync(world, crm, esp, side, swapped, world.requests[side]))
@@ -233,7 +282,80 @@ def test_a_sync_fed_odd_answers_fails_cleanly_and_keeps_the_state(
     if not isinstance(error, SafetyStop):  # the engine's own judgement of odd data, not a vendor error
         vendor = "Workbooks" if side == "crm" else "Dotdigital"
         assert_clean(error, vendor, interposers[side].seen)
-    if failed == "plan":
-        assert after == before
-    else:
-        assert {t: after[t] for t in KEPT_BY_A_FAILED_APPLY} == {t: before[t] for t in KEPT_BY_A_FAILED_APPLY}
+    assert_kept(failed, before, after)
+
+
+# -- a whole plan and apply into Constant Contact or Mailchimp --------------------------------------------
+@dataclass
+class EspWorld:
+    """A files CRM synced into an ESP emulator, then changed on both sides, and the state then."""
+
+    vendor: str
+    emulated: Emulated
+    esp: Any  # the emulator's state after the changes
+    state: bytes
+    crm: bytes  # the CRM file after the changes (an apply writes opt-outs to it)
+    requests: int
+
+    def app(self, esp: Any) -> Any:
+        return (constantcontact_app if self.vendor == "Constant Contact" else mailchimp_app)(esp)
+
+
+async def _esp_sync(
+    world: EspWorld, esp: Any, swapped: dict[int, Answer], requests: int = 1000
+) -> tuple[Interposer, str | None, ListsyncError | None]:
+    interposer = Interposer(httpx.ASGITransport(app=world.app(esp)))
+    interposer.arm(swapped, requests)
+    rules = load_rules(world.emulated.world.root / "rules.toml")
+    extras = {"esp_transport": interposer.transport()}
+    async with open_sync(rules, budgets=Budgets(enabled=False), extras=extras) as sync:
+        try:
+            plan = await make_plan(sync)
+        except ListsyncError as error:
+            return interposer, "plan", error
+        try:
+            await apply_plan(sync, plan)
+        except ListsyncError as error:
+            return interposer, "apply", error
+    return interposer, None, None
+
+
+@pytest.fixture(scope="module", params=["Constant Contact", "Mailchimp"])
+def esp_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EspWorld]:
+    vendor: str = request.param
+    root = tmp_path_factory.mktemp("fuzz-esp-sync") / "world"
+    with pytest.MonkeyPatch.context() as env, quick_engine():
+        emulated = asyncio.run(Emulated.make(root, vendor.lower().replace(" ", "-"), env, None))
+        assert asyncio.run(emulated.converge()) == 1, emulated.errors
+        emulated.change()
+        app = emulated.account.app
+        esp = app.state.constantcontact if vendor == "Constant Contact" else app.state.mailchimp
+        state_path = root / "state.sqlite3"
+        crm = (root / "crm.jsonl").read_bytes()
+        world = EspWorld(vendor, emulated, esp, state_path.read_bytes(), crm, 0)
+        interposer, failed, error = asyncio.run(_esp_sync(world, copy.deepcopy(esp), {}))
+        assert failed is None, error
+        (root / "crm.jsonl").write_bytes(crm)
+        world.requests = len(interposer.seen)
+        yield world
+
+
+@fuzz_settings(30)
+@given(swapped=victims)
+def test_a_sync_into_constant_contact_or_mailchimp_fed_odd_answers_fails_cleanly_and_keeps_the_state(
+    esp_world: EspWorld, swapped: dict[int, Answer]
+) -> None:
+    path = esp_world.emulated.world.root / "state.sqlite3"
+    before = _restore(path, esp_world.state)
+    (path.parent / "crm.jsonl").write_bytes(esp_world.crm)
+    with quick_engine(), mock.patch.dict(os.environ, ESP_SECRETS):
+        interposer, failed, error = asyncio.run(
+            _esp_sync(esp_world, copy.deepcopy(esp_world.esp), swapped, esp_world.requests)
+        )
+    after = tables(path)
+    event(f"{esp_world.vendor}: {type(error).__name__} in {failed}" if error else "synced")
+    if error is None:
+        return
+    if not isinstance(error, SafetyStop):
+        assert_clean(error, esp_world.vendor, interposer.seen)
+    assert_kept(failed, before, after)

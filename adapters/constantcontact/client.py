@@ -70,7 +70,7 @@ class ConstantContactClient:
         }
         try:
             return await self._http.request(method, path, headers=headers, **kwargs)
-        except (httpx.UnsupportedProtocol, httpx.TooManyRedirects) as wrong:
+        except (httpx.UnsupportedProtocol, httpx.TooManyRedirects, httpx.InvalidURL) as wrong:
             raise PermanentError(
                 f"Constant Contact {method} {path} cannot be reached at {self._http.base_url} "
                 f"({type(wrong).__name__}); check the adapter's api_url."

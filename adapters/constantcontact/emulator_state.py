@@ -12,14 +12,12 @@ Time comes only from the injected monotonic ``clock``; randomness only from ``st
 
 from __future__ import annotations
 
-import random
 import secrets
 import time
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
 
 from adapters.constantcontact.emulator_activities import apply_activity
 from adapters.constantcontact.emulator_data import (
@@ -35,6 +33,7 @@ from adapters.constantcontact.emulator_data import (
 )
 from adapters.constantcontact.emulator_generate import SendShares, simulate_send
 from adapters.constantcontact.emulator_grants import Grants
+from adapters.emulation.accounts import EmulatedAccount
 
 FOUR_MB = 4 * 1024 * 1024
 
@@ -49,7 +48,9 @@ class ApiError(Exception):
 
 @dataclass(frozen=True)
 class Knobs:
-    """Account settings and scripted faults. Swap at runtime with ``state.tune(...)``."""
+    """Account settings and the account's own faults (activities, rows). Swap at runtime with
+    ``state.tune(...)``. Faults any HTTP API has (errors, drops, timeouts, cut JSON, latency) are the
+    shared fault layer's (``adapters.emulation``)."""
 
     client_id: str = "emulator-client-id"
     client_secret: str = "emulator-client-secret"
@@ -61,20 +62,21 @@ class Knobs:
     rate_limited: bool = True
     calls_per_second: int = 4
     calls_per_day: int = 10_000
-    latency: float = 0.0  # seconds of asyncio sleep added to every API call
-    error_500_share: float = 0.0
-    error_503_share: float = 0.0
-    error_429_share: float = 0.0
-    retry_after: int | None = None  # Constant Contact sends no Retry-After; set one to script it
-    malformed_json_share: float = 0.0  # JSON bodies cut in half
     activity_polls: int = 2  # polls answering initialized/processing before the terminal state
     activity_outcome: str = "completed"  # terminal state forced on new activities
     activity_stalls: bool = False  # new activities never finish
+    activity_fail_share: float = 0.0  # share of new activities that end failed, their rows not applied
+    activity_stall_share: float = 0.0  # share of new activities that stay processing for ever
     row_fault_share: float = 0.0  # share of otherwise good import rows refused with an error
 
 
-class ConstantContactState:
+class ConstantContactState(EmulatedAccount[Knobs]):
     """One Constant Contact account, in memory."""
+
+    job_fault_knobs: ClassVar[Mapping[str, str]] = {
+        "job_fail": "activity_fail_share",
+        "job_stall": "activity_stall_share",
+    }
 
     def __init__(
         self,
@@ -84,11 +86,7 @@ class ConstantContactState:
         seed: int = 0,
         started_at: datetime | None = None,
     ) -> None:
-        self.knobs = knobs or Knobs()
-        self.clock = clock
-        self.rng = random.Random(seed)
-        self._t0 = clock()
-        self._started_at = started_at or datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
+        super().__init__(knobs or Knobs(), clock=clock, seed=seed, started_at=started_at)
         self.contacts: dict[str, Contact] = {}
         self.by_email: dict[str, str] = {}  # lower-cased email -> contact id
         self.lists: dict[str, ContactList] = {}
@@ -96,21 +94,10 @@ class ConstantContactState:
         self.activities: dict[str, BulkActivity] = {}
         self.campaigns: dict[str, EmailCampaign] = {}
         self.grants = Grants(self)
-        self.calls: list[tuple[str, str, int]] = []  # (method, path, status) of every authorised call
         self.second: tuple[int, int] = (0, 0)  # (whole second, calls admitted in it)
         self.day: tuple[str, int] = ("", 0)  # (UTC date, calls admitted on it)
 
-    # -- time, knobs, budget ------------------------------------------------------------------------
-    def now(self) -> datetime:
-        return self._started_at + timedelta(seconds=self.clock() - self._t0)
-
-    def tune(self, **changes: Any) -> Knobs:
-        self.knobs = replace(self.knobs, **changes)
-        return self.knobs
-
-    def new_id(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
-
+    # -- tokens, budget -----------------------------------------------------------------------------
     def token(self) -> str:
         return secrets.token_urlsafe(32)
 
@@ -141,7 +128,7 @@ class ConstantContactState:
         """Store a new contact as is (no checks): for seeding and for the checked paths."""
         moment = created or self.now()
         contact = Contact(
-            self.new_id(), email.strip(), moment, moment, opt_in_date=moment, create_source=source
+            self.new_uuid(), email.strip(), moment, moment, opt_in_date=moment, create_source=source
         )
         self.contacts[contact.id] = contact
         self.by_email[contact.email.lower()] = contact.id
@@ -292,7 +279,7 @@ class ConstantContactState:
         name = name.strip()
         self._check_new("list name", name, 255, [x.name for x in self.lists.values()], self.knobs.list_limit)
         moment = self.now()
-        made = ContactList(self.new_id(), name, moment, moment, favorite, description)
+        made = ContactList(self.new_uuid(), name, moment, moment, favorite, description)
         self.lists[made.id] = made
         return made
 
@@ -324,7 +311,7 @@ class ConstantContactState:
         name = field_name(label)
         names = [f.name for f in self.custom_fields.values()]
         self._check_new("custom field name", name, 50, names, self.knobs.custom_field_limit)
-        made = CustomField(self.new_id(), label, name, type_, self.now())
+        made = CustomField(self.new_uuid(), label, name, type_, self.now())
         self.custom_fields[made.id] = made
         return made
 
@@ -338,10 +325,10 @@ class ConstantContactState:
             raise ApiError(
                 429, "too_many_requests", "You exceeded 1,000 queued activities for this user account."
             )
-        k = self.knobs
-        job = BulkActivity(
-            self.new_id(), kind, self.now(), payload, k.activity_polls, k.activity_outcome, k.activity_stalls
-        )
+        k, fault = self.knobs, self.draw_job_fault()
+        outcome = "failed" if fault == "job_fail" else k.activity_outcome
+        stalls = k.activity_stalls or fault == "job_stall"
+        job = BulkActivity(self.new_uuid(), kind, self.now(), payload, k.activity_polls, outcome, stalls)
         self.activities[job.id] = job
         return job
 
@@ -367,7 +354,7 @@ class ConstantContactState:
             self.contact_list(list_id)
         moment = sent_at or self.now()
         campaign = EmailCampaign(
-            self.new_id(), self.new_id(), name, subject or f"News: {name}", list(list_ids), moment, moment
+            self.new_uuid(), self.new_uuid(), name, subject or f"News: {name}", list(list_ids), moment, moment
         )
         self.campaigns[campaign.id] = campaign
         return campaign

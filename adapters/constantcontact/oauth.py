@@ -74,11 +74,17 @@ class TokenEndpoint:
     async def grant(self, form: Mapping[str, str], *, asked: str, keep_refresh: str = "") -> OAuthTokens:
         """The grant the server answers ``form`` with. ``asked`` names what was presented, for the
         refusal's message; ``keep_refresh`` stands in when the answer carries no refresh token."""
+        where = f"POST {self._http.base_url.path.rstrip('/')}{TOKEN_PATH}"
         try:
             response = await self._http.post(TOKEN_PATH, data=dict(form), auth=self._client)
+        except httpx.InvalidURL:  # a redirect to a Location httpx cannot read
+            raise PermanentError(
+                f"Constant Contact's authorization server redirected {where} to an unusable URL; "
+                "check the adapter's auth_url"
+            ) from None
         except httpx.RequestError as lost:
             raise TransientError(
-                f"Constant Contact's token endpoint could not be reached ({type(lost).__name__})"
+                f"Constant Contact's token endpoint ({where}) could not be reached ({type(lost).__name__})"
             ) from None
         if response.status_code in (400, 401):
             error, said = vendor_message(response)
@@ -86,16 +92,19 @@ class TokenEndpoint:
                 said = said.replace(secret, "***") if secret else said
             what = "the client id or secret" if error == "invalid_client" else asked
             raise GrantRefused(
-                f"Constant Contact's authorization server refused {what} ({error}: {said}); {AUTH_HINT}",
+                f"Constant Contact's authorization server refused {what} on {where} ({error}: {said}); "
+                f"{AUTH_HINT}",
                 error=error,
             )
         if response.status_code != 200:
-            raise TransientError(f"Constant Contact's token endpoint answered {response.status_code}")
+            raise TransientError(
+                f"Constant Contact's token endpoint answered {response.status_code} on {where}"
+            )
         try:
             grant = msgspec.json.decode(response.content, type=TokenGrant)
         except (msgspec.DecodeError, msgspec.ValidationError):
             raise TransientError(
-                "Constant Contact's token endpoint answered something that is not a token grant"
+                f"Constant Contact's token endpoint's answer to {where} is not a token grant"
             ) from None
         refresh = grant.refresh_token or keep_refresh
         if not refresh:

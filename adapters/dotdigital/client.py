@@ -129,10 +129,10 @@ class DotdigitalClient:
         """The account's regional base URL (``ApiEndpoint``); rebase the AsyncClient on it."""
         info = await self._json(wire.ApiAccountInfo, "GET", "/v2/account-info")
         endpoint = info.property_value("ApiEndpoint")
-        if not endpoint:
+        if not endpoint or not endpoint.startswith(("https://", "http://")):
             raise PermanentError(
-                f"Dotdigital's answer to GET /v2/account-info names no ApiEndpoint for account {info.id}; "
-                "set the account's API URL by hand."
+                f"Dotdigital's answer to GET /v2/account-info names no usable ApiEndpoint for account "
+                f"{info.id} ({endpoint!r}); set the account's API URL by hand."
             )
         return endpoint.rstrip("/")
 

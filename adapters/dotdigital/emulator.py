@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -30,7 +29,7 @@ from adapters.dotdigital.emulator_control import vendor
 from adapters.dotdigital.emulator_routes import ROUTES, Handler
 from adapters.dotdigital.emulator_state import ApiError, DotdigitalState, Knobs
 from adapters.emulation.faults import Faults
-from adapters.emulation.layer import Control, FaultLayer
+from adapters.emulation.layer import faulted_app
 
 DENIED = "Authorization has been denied for this request."
 CAPPED = (
@@ -50,14 +49,8 @@ def create_app(
         state.knobs = knobs
     table = [*ROUTES, *emulator_v3.ROUTES]
     routes = [Route(path, _guarded(state, handler), methods=[method]) for method, path, handler in table]
-    control = Control(faults or Faults(), vendor(state))
-    app = Starlette(
-        routes=routes,
-        exception_handlers={HTTPException: _http_error},
-        middleware=[Middleware(FaultLayer, control=control)],
-    )
-    app.state.dotdigital, app.state.faults, app.state.control = state, control.faults, control
-    return app
+    handlers = {HTTPException: _http_error}
+    return faulted_app(routes, vendor(state), faults, exception_handlers=handlers, dotdigital=state)
 
 
 # -- the guard every call passes: auth, budget, error mapping ------------------------------------------

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from adapters.dotdigital.emulator_data import iso
 from adapters.dotdigital.emulator_state import DotdigitalState
-from adapters.emulation.faults import FaultSpecError
+from adapters.emulation.accounts import account_vendor
 from adapters.emulation.layer import Vendor
 
 MESSAGES = {
@@ -27,26 +27,10 @@ MESSAGES = {
     503: "The service is temporarily unavailable.",
     429: "Too Many Requests",
 }
-# Spec name -> Knobs attribute.
-JOB_FAULTS = {"job_fail": "import_fail_share", "job_stall": "import_stall_share"}
 
 
 def vendor(state: DotdigitalState) -> Vendor:
-    def shares() -> dict[str, float]:
-        return {name: float(getattr(state.knobs, knob)) for name, knob in JOB_FAULTS.items()}
-
-    def tune(values: Mapping[str, float]) -> None:
-        if sum({**shares(), **values}.values()) > 1.0:
-            raise FaultSpecError("job_fail and job_stall add up to more than 1")
-        state.tune(**{JOB_FAULTS[name]: value for name, value in values.items()})
-
-    return Vendor(
-        error=error,
-        dump=lambda: dump(state),
-        shares=shares,
-        tune=tune,
-        injected=lambda: dict(state.import_faults),
-    )
+    return account_vendor(state, error, lambda: dump(state))
 
 
 def error(status: int, headers: Mapping[str, str]) -> Response:

@@ -12,14 +12,12 @@ dates are derived from it. Randomness comes only from ``state.rng``.
 
 from __future__ import annotations
 
-import random
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from adapters.dotdigital.emulator_data import (
     DATA_FIELD_TYPES,
@@ -39,6 +37,7 @@ from adapters.dotdigital.emulator_data import (
     valid_field_name,
 )
 from adapters.dotdigital.emulator_imports import apply_import
+from adapters.emulation.accounts import EmulatedAccount
 
 if TYPE_CHECKING:
     from adapters.dotdigital.emulator_v3 import ContactsImportV3
@@ -85,8 +84,13 @@ class Knobs:
     allow_unsuppress: bool = False  # let resubscribe lift complaints and self-unsubscribes
 
 
-class DotdigitalState:
+class DotdigitalState(EmulatedAccount[Knobs]):
     """One Dotdigital account, in memory. All behaviour of the emulator; no HTTP here."""
+
+    job_fault_knobs: ClassVar[Mapping[str, str]] = {
+        "job_fail": "import_fail_share",
+        "job_stall": "import_stall_share",
+    }
 
     def __init__(
         self,
@@ -96,11 +100,7 @@ class DotdigitalState:
         seed: int = 0,
         started_at: datetime | None = None,
     ) -> None:
-        self.knobs = knobs or Knobs()
-        self.clock = clock
-        self.rng = random.Random(seed)
-        self._t0 = clock()
-        self._started_at = started_at or datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
+        super().__init__(knobs or Knobs(), clock=clock, seed=seed, started_at=started_at)
         self.contacts: dict[int, Contact] = {}
         self.by_email: dict[str, int] = {}  # lower-cased email -> contact id
         self.address_books: dict[int, AddressBook] = {}
@@ -110,19 +110,10 @@ class DotdigitalState:
         self.v3_imports: dict[str, ContactsImportV3] = {}  # Contacts API v3 imports (emulator_v3.py)
         self.deletions: dict[str, Deletion] = {}
         self.campaigns: dict[int, Campaign] = {}
-        self.calls: list[tuple[str, str, int]] = []  # (method, path, status) of every authenticated call
         self.rate_window: tuple[float, int] = (self._t0, 0)  # (start, calls admitted), kept by the app
-        self.import_faults: Counter[str] = Counter()  # imports failed or stalled by the share knobs
         self._ids = {"contact": 0, "book": 0, "campaign": 0}
 
-    # -- time, knobs, budget ------------------------------------------------------------------------
-    def now(self) -> datetime:
-        return self._started_at + timedelta(seconds=self.clock() - self._t0)
-
-    def tune(self, **changes: Any) -> Knobs:
-        self.knobs = replace(self.knobs, **changes)
-        return self.knobs
-
+    # -- ids ----------------------------------------------------------------------------------------
     def _next(self, kind: str) -> int:
         self._ids[kind] += 1
         return self._ids[kind]
@@ -323,7 +314,7 @@ class DotdigitalState:
         if self.active_imports() >= self.knobs.max_active_imports:
             raise ApiError(400, "Too many imports are in progress. ERROR_IMPORT_TOOMANYACTIVEIMPORTS")
         outcome, stalled = self.import_fate()
-        job_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        job_id = self.new_uuid()
         job = ContactImport(job_id, book_id, payload, self.knobs.import_polls, outcome, stalled)
         self.imports[job.id] = job
         return job
@@ -331,16 +322,10 @@ class DotdigitalState:
     def import_fate(self) -> tuple[str, bool]:
         """A new import's terminal status and whether it stalls: forced by the knobs, or drawn from
         the shares (a drawn failure is ``Failed``, a status v2 and v3 both have)."""
-        k = self.knobs
-        if k.import_fail_share or k.import_stall_share:
-            roll = self.rng.random()
-            if roll < k.import_fail_share:
-                self.import_faults["job_fail"] += 1
-                return "Failed", k.import_stalls
-            if roll < k.import_fail_share + k.import_stall_share:
-                self.import_faults["job_stall"] += 1
-                return k.import_outcome, True
-        return k.import_outcome, k.import_stalls
+        k, fault = self.knobs, self.draw_job_fault()
+        if fault == "job_fail":
+            return "Failed", k.import_stalls
+        return k.import_outcome, k.import_stalls or fault == "job_stall"
 
     def active_imports(self) -> int:
         """v2 and v3 imports still running: they share the account's limit."""

@@ -13,6 +13,7 @@ from typing import Any
 VOLATILE = frozenset(
     {"id", "lock_version", "object_ref", "created", "modified", "date_removed", "created_through"}
     | {"created_at", "updated_at", "created_by", "updated_by"}
+    | {"opt_in_date", "opt_out_date", "last_changed"}
 )
 
 

@@ -30,15 +30,18 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
 
 from adapters.emulation.faults import KINDS, STATUSES, Faults, FaultSpecError, parse_spec
 
@@ -153,6 +156,29 @@ class FaultLayer:
         # Promise a body, send none: the only way an ASGI app can make uvicorn drop a connection.
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"64")]})
         raise ConnectionDropped(f"the emulator dropped the connection ({kind} injected)")
+
+
+def faulted_app(
+    routes: Sequence[BaseRoute],
+    vendor: Vendor,
+    faults: Faults | None = None,
+    *,
+    exception_handlers: Mapping[Any, ExceptionHandler] | None = None,
+    **held: Any,
+) -> Starlette:
+    """An emulator's app: `routes` behind the fault layer with `faults` (none when omitted) and
+    `vendor`'s hooks. ``app.state`` holds ``faults``, ``control`` and whatever `held` names (the
+    vendor's state, its knobs), for tests to steer."""
+    control = Control(faults or Faults(), vendor)
+    app = Starlette(
+        routes=list(routes),
+        exception_handlers=dict(exception_handlers or {}),
+        middleware=[Middleware(FaultLayer, control=control)],
+    )
+    app.state.faults, app.state.control = control.faults, control
+    for name, value in held.items():
+        setattr(app.state, name, value)
+    return app
 
 
 class _Answer:

@@ -129,7 +129,8 @@ class MailchimpAdapter:
                 return audience.id
         names = ", ".join(repr(a.name) for a in audiences) or "none"
         raise PermanentError(
-            f"no Mailchimp audience has the id or name {wanted!r} (the account has: {names})"
+            f"no Mailchimp audience has the id or name {wanted!r} "
+            f"(GET /3.0/lists lists the account's: {names})"
         )
 
     # -- reading ------------------------------------------------------------------------------------

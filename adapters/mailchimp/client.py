@@ -120,18 +120,19 @@ class MailchimpClient:
     async def _call(self, method: str, path: str, *, signed: bool = True, **kwargs: Any) -> httpx.Response:
         """One request in one connection slot; ``signed`` False sends no API key (pre-signed URLs)."""
         auth = self._auth if signed else None
+        where = f"{method} {httpx.URL(path).path}"  # a pre-signed URL's query is its credential
         async with self._slots:
             try:
                 response = await self._http.request(method, path, auth=auth, **kwargs)
-            except (httpx.UnsupportedProtocol, httpx.TooManyRedirects) as wrong:
+            except (httpx.UnsupportedProtocol, httpx.TooManyRedirects, httpx.InvalidURL) as wrong:
                 raise PermanentError(
-                    f"Mailchimp {method} {path} cannot be reached at {self._http.base_url} "
+                    f"Mailchimp {where} cannot be reached at {self._http.base_url} "
                     f"({type(wrong).__name__}); check the endpoint setting."
                 ) from None
             except httpx.RequestError as lost:  # connection, timeout, protocol, garbled content-encoding
                 text = str(lost).replace(self._key, "***")
                 raise TransientError(
-                    f"Mailchimp {method} {path} failed in transit ({type(lost).__name__}: {text})"
+                    f"Mailchimp {where} failed in transit ({type(lost).__name__}: {text})"
                 ) from None
         raise_for(response, redact=(self._key,))
         return response
@@ -268,21 +269,23 @@ class MailchimpClient:
 
     async def batch_results(self, url: str) -> list[wire.OperationResult]:
         """The per-operation results of a finished batch, from its pre-signed archive (no API key)."""
+        where = f"GET {httpx.URL(url).path}"  # never the query: it holds the URL's signature
 
         async def results() -> list[wire.OperationResult]:
             try:
                 response = await self._call("GET", url, signed=False)
             except MailchimpError as refused:
                 raise PermanentError(
-                    f"the results archive of a Mailchimp batch could not be read ({refused.status}); a "
-                    "finished batch's archive expires after a while, so its operations must be written again"
+                    f"the results archive of a Mailchimp batch could not be read ({where}: "
+                    f"{refused.status}); a finished batch's archive expires after a while, so its operations "
+                    "must be written again"
                 ) from None
             try:
                 return wire.read_batch_results(response.content)
             except (tarfile.TarError, OSError, EOFError, msgspec.DecodeError, msgspec.ValidationError):
                 raise TransientError(
-                    "a Mailchimp batch's results archive is not a whole .tar.gz of JSON (cut on the way, "
-                    "most likely); fetching it again usually gives a whole one"
+                    f"a Mailchimp batch's results archive ({where}) is not a whole .tar.gz of JSON (cut on "
+                    "the way, most likely); fetching it again usually gives a whole one"
                 ) from None
 
         return await idempotent(results, retry=self._retry_reads)

@@ -5,10 +5,11 @@ Built from the published OpenAPI document (``shared/vendor-specs/mailchimp/opena
 ``shared/reference/esp-apis.md``. This module is the HTTP skin: it checks the API key (HTTP Basic with
 any user name and the key as password, or ``Bearer``/``apikey`` with the key; a host
 ``<dc>.api.mailchimp.com`` must name the key's data centre, its ``-us21`` suffix), refuses the eleventh
-simultaneous connection with 429 as Mailchimp does, injects the scripted faults of ``Knobs`` (``_faulted``,
-the one place for them) and renders ``ApiError`` as ``application/problem+json``. Behaviour lives in
-``MailchimpState``; handlers in ``emulator_routes.py``; batches and their results archive in
-``emulator_batches.py``.
+simultaneous connection with 429 as Mailchimp does, and renders ``ApiError`` as
+``application/problem+json``. In front of it all sits the shared fault layer (``adapters.emulation``:
+latency, 500/503/429, timeouts, drops, cut JSON, and the ``/_emulator/`` control API), told by
+``emulator_control.py`` how Mailchimp's errors and account look. Behaviour lives in ``MailchimpState``;
+handlers in ``emulator_routes.py``; batches and their results archive in ``emulator_batches.py``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ from starlette.responses import Response
 from starlette.routing import Route, Router
 from starlette.types import Message
 
+from adapters.emulation.faults import Faults
+from adapters.emulation.layer import faulted_app
 from adapters.mailchimp import emulator_batches
+from adapters.mailchimp.emulator_control import vendor
 from adapters.mailchimp.emulator_routes import ROUTES, Handler
 from adapters.mailchimp.emulator_state import ApiError, Knobs, MailchimpState
 from adapters.mailchimp.emulator_wire import ok, partial, problem
@@ -41,22 +45,25 @@ INVALID = ApiError(
 )
 
 
-def create_app(state: MailchimpState | None = None, *, knobs: Knobs | None = None) -> Starlette:
-    """The emulator app over ``state`` (a fresh account when omitted); ``app.state.mailchimp`` holds it."""
+def create_app(
+    state: MailchimpState | None = None, *, knobs: Knobs | None = None, faults: Faults | None = None
+) -> Starlette:
+    """The emulator app over ``state`` (a fresh account when omitted) behind ``faults`` (none when
+    omitted); ``app.state`` holds them as ``mailchimp``, ``faults`` and ``control``."""
     if state is None:
         state = MailchimpState(knobs)
     elif knobs is not None:
         state.knobs = knobs
     routes = [Route(path, _guarded(state, handler), methods=[method]) for method, path, handler in ROUTES]
     routes.append(Route(emulator_batches.RESULTS_PATH, _results(state), methods=["GET"]))
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error(state)})
-    app.state.mailchimp = state
+    handlers = {HTTPException: _http_error(state)}
+    app = faulted_app(routes, vendor(state), faults, exception_handlers=handlers, mailchimp=state)
     inner = Router([Route(path, _api(state, handler), methods=[method]) for method, path, handler in ROUTES])
     app.state.dispatch = _dispatcher(state, app, inner)
     return app
 
 
-# -- the guard every call passes: auth, the connection cap, scripted faults, error mapping -------------
+# -- the guard every call passes: auth, the connection cap, error mapping ------------------------------
 def _guarded(state: MailchimpState, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     api = _api(state, handler)
 
@@ -71,7 +78,9 @@ def _guarded(state: MailchimpState, handler: Handler) -> Callable[[Request], Awa
             state.in_flight += 1
             state.most_in_flight = max(state.most_in_flight, state.in_flight)
             try:
-                response = await _faulted(state, lambda: api(request))
+                if state.knobs.hold > 0:
+                    await asyncio.sleep(state.knobs.hold)
+                response = await api(request)
             finally:
                 state.in_flight -= 1
         state.calls.append((request.method, request.url.path, response.status_code))
@@ -92,32 +101,6 @@ def _api(state: MailchimpState, handler: Handler) -> Callable[[Request], Awaitab
         return response
 
     return endpoint
-
-
-async def _faulted(state: MailchimpState, call: Callable[[], Awaitable[Response]]) -> Response:
-    """Scripted faults: latency, a 500/503/429 instead of the answer, or the answer's JSON cut in half."""
-    knobs = state.knobs
-    if knobs.latency > 0:
-        await asyncio.sleep(knobs.latency)
-    shares = (knobs.error_500_share, knobs.error_503_share, knobs.error_429_share)
-    roll = state.rng.random() if any(shares) else 1.0
-    wait = {} if knobs.retry_after is None else {"Retry-After": str(knobs.retry_after)}
-    if roll < shares[0]:
-        return problem(
-            state, ApiError(500, "Internal Server Error", "An unexpected internal error has occurred.")
-        )
-    if roll < shares[0] + shares[1]:
-        return problem(
-            state, ApiError(503, "Service Unavailable", "The API is temporarily unavailable."), wait
-        )
-    if roll < sum(shares):
-        return problem(state, ApiError(429, "Too Many Requests", "You have made too many requests."), wait)
-    response = await call()
-    if knobs.malformed_json_share > 0 and state.rng.random() < knobs.malformed_json_share:
-        body = bytes(response.body)
-        if body:
-            return Response(body[: len(body) // 2], response.status_code, media_type=response.media_type)
-    return response
 
 
 def _credentials(knobs: Knobs, request: Request) -> ApiError | None:

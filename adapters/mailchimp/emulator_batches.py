@@ -44,7 +44,7 @@ async def run(state: MailchimpState, batch: Batch, dispatch: Dispatch) -> None:
             status = batch.forced_status or 500
             detail = "An unexpected internal error has occurred."
             body = json.dumps(
-                problem_body(status, "Internal Server Error", detail, state.request_id())
+                problem_body(status, "Internal Server Error", detail, state.new_uuid())
             ).encode()
         else:
             params = op.get("params") if isinstance(op.get("params"), dict) else {}

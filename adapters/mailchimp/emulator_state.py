@@ -17,14 +17,13 @@ unsubscribe asked of a cleaned member leaves it cleaned.
 
 from __future__ import annotations
 
-import random
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
 
+from adapters.emulation.accounts import EmulatedAccount
 from adapters.mailchimp.emulator_data import (
     BATCH_STAGES,
     DEFAULT_MERGE_FIELDS,
@@ -68,30 +67,36 @@ def not_found() -> ApiError:
 
 @dataclass(frozen=True)
 class Knobs:
-    """Account settings and scripted faults. Swap at runtime with ``state.tune(...)``."""
+    """Account settings and the account's own faults (batches, operations). Swap at runtime with
+    ``state.tune(...)``. Faults any HTTP API has (errors, drops, timeouts, cut JSON, latency) are the
+    shared fault layer's (``adapters.emulation``)."""
 
     api_key: str = "0123456789abcdef0123456789abcdef-us21"
     max_connections: int = 10  # the 11th simultaneous request gets 429
+    # Seconds each call holds its connection while it runs, so that a test can crowd the cap above
+    # (the fault layer's latency passes before a call takes its connection).
+    hold: float = 0.0
     merge_field_limit: int = 30  # per audience, the five default fields included (80 on Premium)
     max_pending_batches: int = 500
-    latency: float = 0.0  # seconds of asyncio sleep added to every call
-    error_500_share: float = 0.0
-    error_503_share: float = 0.0
-    error_429_share: float = 0.0
-    retry_after: int | None = None  # Mailchimp sends no Retry-After; set it to send one with 429/503
-    malformed_json_share: float = 0.0  # JSON bodies cut in half
     batch_polls: int = 4  # polls of a batch before it is finished (it moves a stage per poll)
     batch_stalls: bool = False  # new batches never finish
     batch_forced_status: int | None = None  # every operation of new batches answers this status
     operation_fault_share: float = 0.0  # share of batch operations answering 500
+    batch_fail_share: float = 0.0  # share of new batches whose every operation answers 500
+    batch_stall_share: float = 0.0  # share of new batches that stay started for ever
 
     @property
     def data_centre(self) -> str:
         return self.api_key.rpartition("-")[2]
 
 
-class MailchimpState:
+class MailchimpState(EmulatedAccount[Knobs]):
     """One Mailchimp account, in memory. All behaviour of the emulator; no HTTP here."""
+
+    job_fault_knobs: ClassVar[Mapping[str, str]] = {
+        "job_fail": "batch_fail_share",
+        "job_stall": "batch_stall_share",
+    }
 
     def __init__(
         self,
@@ -101,32 +106,17 @@ class MailchimpState:
         seed: int = 0,
         started_at: datetime | None = None,
     ) -> None:
-        self.knobs = knobs or Knobs()
-        self.clock = clock
-        self.rng = random.Random(seed)
-        self._t0 = clock()
-        self._started_at = started_at or datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
+        super().__init__(knobs or Knobs(), clock=clock, seed=seed, started_at=started_at)
         self.audiences: dict[str, Audience] = {}
         self.campaigns: dict[str, Campaign] = {}
         self.batches: dict[str, Batch] = {}
-        self.calls: list[tuple[str, str, int]] = []  # (method, path, status) of every authenticated call
         self.in_flight = 0
         self.most_in_flight = 0
         self._web_ids = 1000
 
-    # -- time, ids, knobs ---------------------------------------------------------------------------
-    def now(self) -> datetime:
-        return self._started_at + timedelta(seconds=self.clock() - self._t0)
-
-    def tune(self, **changes: Any) -> Knobs:
-        self.knobs = replace(self.knobs, **changes)
-        return self.knobs
-
+    # -- ids ----------------------------------------------------------------------------------------
     def hex_id(self, size: int = 10) -> str:
         return f"{self.rng.getrandbits(size * 4):0{size}x}"
-
-    def request_id(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
     def web_id(self) -> int:
         self._web_ids += self.rng.randint(1, 97)
@@ -299,14 +289,14 @@ class MailchimpState:
             raise ApiError(429, "Too Many Requests", (
                 f"You have more than {self.knobs.max_pending_batches} pending batches."
             ))  # fmt: skip
-        k = self.knobs
+        k, fault = self.knobs, self.draw_job_fault()
         batch = Batch(
             self.hex_id(),
             operations,
             self.now(),
             max(1, k.batch_polls),
-            k.batch_stalls,
-            k.batch_forced_status,
+            k.batch_stalls or fault == "job_stall",
+            500 if fault == "job_fail" else k.batch_forced_status,
         )
         batch.signature = self.hex_id(24)
         self.batches[batch.id] = batch

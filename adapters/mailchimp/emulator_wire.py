@@ -83,7 +83,7 @@ def problem_body(status: int, title: str, detail: str, instance: str, errors: An
 
 
 def problem(state: MailchimpState, error: ApiError, headers: dict[str, str] | None = None) -> Response:
-    instance = state.request_id()
+    instance = state.new_uuid()
     body = problem_body(error.status, error.title, error.detail, instance, error.errors)
     return Response(
         json.dumps(body).encode(),

@@ -30,13 +30,12 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from adapters.emulation.faults import Faults
-from adapters.emulation.layer import Control, FaultLayer
+from adapters.emulation.layer import faulted_app
 from adapters.workbooks.emulator_control import JSON_TYPE, failure, vendor
 from adapters.workbooks.emulator_state import (
     Filter,
@@ -318,12 +317,6 @@ def create_app(
     """An ASGI app serving `state` (a fresh empty database if None) behind `faults` (none if None),
     exposed with the knobs on `app.state` as `workbooks`, `knobs`, `faults` and `control`."""
     emulator = _Emulator(state or WorkbooksState(), knobs or Knobs())
-    control = Control(faults or Faults(), vendor(emulator.state))
     methods = ["GET", "PUT", "POST", "DELETE", "PATCH"]
-    app = Starlette(
-        routes=[Route("/{path:path}", emulator.endpoint, methods=methods)],
-        middleware=[Middleware(FaultLayer, control=control)],
-    )
-    app.state.workbooks, app.state.knobs = emulator.state, emulator.knobs
-    app.state.faults, app.state.control = control.faults, control
-    return app
+    routes = [Route("/{path:path}", emulator.endpoint, methods=methods)]
+    return faulted_app(routes, vendor(emulator.state), faults, workbooks=emulator.state, knobs=emulator.knobs)

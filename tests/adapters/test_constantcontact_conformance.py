@@ -2,28 +2,19 @@
 spec) against the emulator served by uvicorn on loopback: its calls and its strict models accept what
 the emulator answers.
 
-The client pins urllib3<2.1, so it lives in its own environment, ``.venv-conformance``, made (once,
-then reused) by ``bin/setup-conformance``; the test skips, saying why, only when that cannot be made.
+The client runs in the conformance environment (``tests/adapters/conformance.py``), as a script
+(``OFFICIAL_CLIENT``) that prints what it saw as JSON.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
 import pytest
-import uvicorn
 
 from adapters.constantcontact.emulator import create_app
 from adapters.constantcontact.emulator_generate import generate
 from adapters.constantcontact.emulator_state import ConstantContactState, Knobs
-from engine.emulating import loopback_socket
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.adapters.conformance import official_python, run_official
+from tests.emulators.serving import served
 
 # Runs in .venv-conformance: argv is the emulator's base URL and an access token; prints a summary.
 OFFICIAL_CLIENT = """
@@ -60,47 +51,14 @@ print(json.dumps({
 """
 
 
-def conformance_python() -> str:
-    made = subprocess.run(
-        [str(ROOT / "bin/setup-conformance")], capture_output=True, text=True, timeout=540, check=False
-    )
-    if made.returncode != 0:
-        pytest.skip(f"bin/setup-conformance could not install the official client: {made.stderr[-500:]}")
-    return made.stdout.strip().splitlines()[-1]
-
-
-@contextmanager
-def served(state: ConstantContactState) -> Iterator[str]:
-    listener = loopback_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_app(state), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    try:
-        while not server.started and thread.is_alive():
-            threading.Event().wait(0.02)
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        listener.close()
-
-
 @pytest.mark.timeout(600)
 def test_the_official_client_reads_creates_imports_and_polls_against_the_emulator() -> None:
-    python = conformance_python()
+    official_python()  # made before the emulator starts, so the server waits for nothing
     state = ConstantContactState(Knobs(rate_limited=False, activity_polls=1), seed=7)
     generate(state, seed=7, contacts=80, campaigns=0)
     token = str(state.grants.issue("contact_data offline_access")["access_token"])
-    with served(state) as url:
-        ran = subprocess.run(
-            [python, "-c", OFFICIAL_CLIENT, url, token],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    assert ran.returncode == 0, ran.stderr[-3000:]
-    summary = json.loads(ran.stdout)
+    with served(create_app(state)) as url:
+        summary = run_official(OFFICIAL_CLIENT, url, token)
     assert (
         summary["contacts"] == 50
         and summary["count"] == 80

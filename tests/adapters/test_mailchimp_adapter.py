@@ -227,7 +227,7 @@ async def test_a_tag_batch_is_tracked_to_finished_with_each_operations_outcome()
 
 @pytest.mark.asyncio
 async def test_no_more_than_ten_connections_are_open_at_once() -> None:
-    state = account(latency=0.02)
+    state = account(hold=0.02)
     ops = [upsert(f"p{n}@example.com", FIRSTNAME=Change(None, "P")) for n in range(6000)]
     async with opened(state) as adapter:
         outcomes = await adapter.write("upsert_contact", ops)
@@ -237,16 +237,19 @@ async def test_no_more_than_ten_connections_are_open_at_once() -> None:
 
 @pytest.mark.asyncio
 async def test_a_429_is_transient_with_a_wait_and_secrets_stay_out_of_errors() -> None:
-    state = account(latency=0.02)
+    state = account(hold=0.02)
     key = state.knobs.api_key
-    transport = httpx.ASGITransport(app=create_app(state))
+    app = create_app(state)
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="https://us21.api.mailchimp.com") as http:
         crowded = MailchimpClient(http, api_key=key, max_connections=30)
         with pytest.raises(TransientError) as too_many:  # 30 slots: Mailchimp refuses the 11th at once
             await concurrently(crowded.ping() for _ in range(30))
-        state.tune(latency=0.0, error_429_share=1.0, retry_after=7)
+        state.tune(hold=0.0)
+        app.state.control.update({"429": 1.0, "retry_after": 7})
         with pytest.raises(TransientError) as told:
             await crowded.ping()
+        app.state.control.update({"429": 0.0})
         wrong = MailchimpClient(http, api_key=key.replace("0", "1"), max_connections=1)
         with pytest.raises(PermanentError) as refused:
             await wrong.ping()

@@ -5,27 +5,17 @@ its API description, makes a handful of the calls listsync relies on (ping, get 
 member, tag it, read a campaign's email activity, and meet a compliance refusal) against the emulator
 served by ``listsync emulate mailchimp`` on a loopback socket.
 
-The client is synchronous, built on requests and six, and is not a dependency of listsync, so it lives
-in its own virtual environment, ``.venv/conformance`` (inside the ignored ``.venv``), which this test
-makes with pip on its first run (about ten seconds) and reuses afterwards; the calls run there as a
-script (``CALLS``) that prints what it saw as JSON.
+The client runs in the conformance environment (``tests/adapters/conformance.py``), as a script
+(``CALLS``) that prints what it saw as JSON.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from adapters.mailchimp.emulator_state import Knobs
+from tests.adapters.conformance import official_python, run_official
 from tests.emulators.test_loopback import emulator
-
-VENV = Path(__file__).resolve().parents[2] / ".venv" / "conformance"
-PACKAGE = "mailchimp-marketing==3.0.80"
 
 CALLS = r"""
 import hashlib, json, sys
@@ -61,37 +51,12 @@ print(json.dumps(seen))
 """
 
 
-def conformance_python() -> Path:
-    """The conformance environment's python, made with the official client on first use."""
-    python = VENV / "bin" / "python"
-    probe = [str(python), "-c", "import mailchimp_marketing"]
-    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return python
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True, capture_output=True)
-    install = subprocess.run(
-        [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", PACKAGE],
-        capture_output=True,
-        text=True,
-    )
-    assert install.returncode == 0, f"could not install {PACKAGE} into {VENV}:\n{install.stderr[-2000:]}"
-    return python
-
-
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_the_official_client_works_against_the_emulator_on_loopback() -> None:
-    python = conformance_python()
-    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    official_python()  # made before the emulator starts
     with emulator("mailchimp") as url:
-        ran = subprocess.run(
-            [str(python), "-c", CALLS, url, Knobs().api_key],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-        )
-    assert ran.returncode == 0, ran.stderr[-3000:]
-    seen = json.loads(ran.stdout)
+        seen = run_official(CALLS, url, Knobs().api_key)
     assert seen["ping"] == "Everything's Chimpy!" and seen["list"] is True
     assert seen["member"] == [True, "subscribed", "Con"]
     assert seen["tag_status"] == 204 and seen["tags"] == ["Conformance"]

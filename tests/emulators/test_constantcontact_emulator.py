@@ -12,8 +12,8 @@ import base64
 import copy
 import functools
 import hashlib
-import json
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, datetime
@@ -434,21 +434,31 @@ async def test_four_calls_a_second_and_ten_thousand_a_day_then_429_without_heade
 
 
 @pytest.mark.asyncio
-async def test_fault_knobs_server_errors_retry_after_and_malformed_json() -> None:
-    state = ConstantContactState(Knobs(rate_limited=False, error_503_share=0.5), seed=3)
+async def test_injected_faults_answer_as_v3_errors_and_activities_fail_or_stall_by_share() -> None:
+    state = ConstantContactState(Knobs(rate_limited=False, activity_polls=0), seed=3)
+    list_id = state.create_list("L").id
+    body = {"import_data": [{"email": "a@example.com"}], "list_ids": [list_id]}
+    answers = {}
     async with client(state) as http:
-        codes = [(await http.get("/v3/contact_lists")).status_code for _ in range(40)]
-        assert 10 < codes.count(503) < 30 and set(codes) == {200, 503}
-        state.tune(error_503_share=0.0, error_429_share=1.0, retry_after=7)
-        limited = await http.get("/v3/contact_lists")
-        state.tune(error_429_share=0.0, error_500_share=1.0, retry_after=None)
-        broken = await http.get("/v3/contact_lists")
-        state.tune(error_500_share=0.0, malformed_json_share=1.0)
-        garbled = await http.get("/v3/contact_lists")
-    assert limited.status_code == 429 and limited.headers["Retry-After"] == "7"
-    assert broken.status_code == 500 and "retry-after" not in broken.headers
-    with pytest.raises(ValueError):
-        json.loads(garbled.content)
+        for kind in ("500", "503", "429"):
+            await http.put("/_emulator/faults", json={kind: 1.0, "retry_after": 7})
+            answers[kind] = await http.get("/v3/contact_lists")
+            await http.put("/_emulator/faults", json={kind: 0.0})
+        await http.put("/_emulator/faults", json={"job_fail": 0.3, "job_stall": 0.2})
+        sent = [(await http.post("/v3/activities/contacts_json_import", json=body)).json() for _ in range(60)]
+        ends = Counter([(await finish(http, job["activity_id"], polls=3))[-1] for job in sent])
+        report = (await http.get("/_emulator/faults")).json()
+        failed = conforms(await http.get("/v3/activities?state=failed"), "/activities")
+    conforms(answers["500"], "/contact_lists")  # the one of the three that operation documents
+    keys = {kind: [e["error_key"] for e in answer.json()] for kind, answer in answers.items()}
+    assert keys == {"500": ["server_error"], "503": ["service_unavailable"], "429": ["too_many_requests"]}
+    assert "retry-after" not in answers["500"].headers and answers["429"].headers["Retry-After"] == "7"
+    assert set(ends) == {"completed", "failed", "processing"}
+    injected = {"500": 1, "503": 1, "429": 1, "job_fail": ends["failed"], "job_stall": ends["processing"]}
+    assert report["injected"] == injected
+    assert 8 <= ends["failed"] <= 30 and 4 <= ends["processing"] <= 22
+    assert failed["activities"][0]["activity_errors"]
+    assert state.contact_by_email("a@example.com") is not None  # the completed ones imported it
 
 
 @pytest.mark.asyncio

@@ -38,15 +38,14 @@ from adapters.dotdigital.emulator_state import DotdigitalState, Knobs
 from adapters.emulation.dumps import comparable
 from adapters.emulation.faults import Faults
 from adapters.workbooks.emulator import create_app as workbooks_app
-from engine.applying import apply_plan
 from engine.budgets import Budget, Budgets
-from engine.errors import ListsyncError
 from engine.http import BudgetedTransport
 from engine.planning import make_plan
 from engine.retrying import ATTEMPTS
 from engine.rules_loading import load_rules
 from engine.ruleset import RuleSet
 from engine.session import open_sync
+from tests.emulators.converging import converge
 from tests.support import Stamped, most_in_a_window
 from tests.test_workbooks_dotdigital_sync import World
 
@@ -56,7 +55,6 @@ SHARES |= {"retry_after": 0.01}
 JOB_SHARES = {"job_fail": 0.1, "job_stall": 0.2}
 DEADLINE = 0.25  # seconds the client waits for an answer; injected timeouts hold calls longer
 CALLS = 60  # the Dotdigital budget: calls per emulated hour, one real second
-ROUNDS = 25
 
 
 class Emulated:
@@ -73,19 +71,7 @@ class Emulated:
 
     async def converge(self, rules: RuleSet, budgets: Budgets) -> int:
         """Plan and apply until a plan is empty; the number of applies it took."""
-        for applies in range(ROUNDS):
-            try:
-                self.faulty(True)
-                async with open_sync(rules, budgets=budgets, extras=self.extras) as sync:
-                    plan = await make_plan(sync)
-                    if not plan.ops:
-                        return applies
-                    await apply_plan(sync, plan)
-            except ListsyncError as failed:  # a run that gave up; the next one starts over
-                self.errors.append(f"{type(failed).__name__}: {failed}")
-            finally:
-                self.faulty(False)
-        raise AssertionError(f"no empty plan after {ROUNDS} runs; errors: {self.errors}")
+        return await converge(rules, budgets, self.extras, self.faulty, self.errors)
 
     def faulty(self, on: bool) -> None:
         """Fail SHARES of the calls (and JOB_SHARES of Dotdigital's imports) from now on, or none;

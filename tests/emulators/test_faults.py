@@ -1,5 +1,6 @@
-"""The shared fault layer: each fault reaches the real clients as the engine error it stands for,
-over ASGITransport and over a real socket; shares are honoured; the control API steers it."""
+"""The shared fault layer: each fault reaches the real clients of all four vendors as the engine
+error it stands for, over ASGITransport and over a real socket; shares are honoured; the control API
+steers it. (Each ESP's bulk jobs failing and stalling: `test_job_faults.py`.)"""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack, asynccontextmanager, contextmanager
@@ -22,37 +24,81 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from adapters.constantcontact.client import ConstantContactClient
+from adapters.constantcontact.emulator import create_app as constantcontact_app
+from adapters.constantcontact.emulator_state import ConstantContactState
+from adapters.constantcontact.emulator_state import Knobs as ConstantContactKnobs
+from adapters.constantcontact.oauth import TokenEndpoint, TokenKeeper
 from adapters.dotdigital.client import DotdigitalClient
 from adapters.dotdigital.emulator import create_app as dotdigital_app
 from adapters.dotdigital.emulator_state import DotdigitalState, Knobs
 from adapters.emulation.faults import Faults, FaultSpecError, parse_spec
 from adapters.emulation.layer import ConnectionDropped, Control, FaultLayer
+from adapters.mailchimp.client import MailchimpClient
+from adapters.mailchimp.emulator import create_app as mailchimp_app
+from adapters.mailchimp.emulator_state import Knobs as MailchimpKnobs
+from adapters.mailchimp.emulator_state import MailchimpState
 from adapters.workbooks.client import WorkbooksClient
 from adapters.workbooks.emulator import create_app as workbooks_app
 from adapters.workbooks.emulator_data import generate
 from adapters.workbooks.emulator_state import DEFAULT_API_KEY, WorkbooksState
 from engine.budgets import Budget
 from engine.cli import main
+from engine.contract import OAuthTokens
 from engine.errors import TransientError
 from engine.http import budgeted_client
 from tests.emulators.serving import served
 
 USER, PASSWORD = Knobs().api_user, Knobs().api_password
 DEADLINE = 0.2  # the clients' deadline here; injected timeouts hold calls longer
-Call = Callable[[httpx.AsyncClient], Awaitable[object]]
+# A call through the vendor's real client, given the HTTP client and the emulator's app.
+Call = Callable[[httpx.AsyncClient, Starlette], Awaitable[object]]
 
 
-def dotdigital_call(http: httpx.AsyncClient) -> Awaitable[object]:
+def dotdigital_call(http: httpx.AsyncClient, app: Starlette) -> Awaitable[object]:
     return DotdigitalClient(http, user=USER, password=PASSWORD).discover_endpoint()
 
 
-def workbooks_call(http: httpx.AsyncClient) -> Awaitable[object]:
+def workbooks_call(http: httpx.AsyncClient, app: Starlette) -> Awaitable[object]:
     return WorkbooksClient(http, api_key=DEFAULT_API_KEY).read("crm/people")
+
+
+class _Granted:
+    """A token store holding a grant the emulator issued, good for a day."""
+
+    def __init__(self, state: ConstantContactState) -> None:
+        issued = state.grants.issue("contact_data campaign_data offline_access")
+        self.tokens = OAuthTokens(
+            str(issued["access_token"]), str(issued["refresh_token"]), time.time() + 86_400
+        )
+
+    async def load(self) -> OAuthTokens | None:
+        return self.tokens
+
+    async def save(self, tokens: OAuthTokens) -> None:
+        self.tokens = tokens
+
+
+async def constantcontact_call(http: httpx.AsyncClient, app: Starlette) -> object:
+    state: ConstantContactState = app.state.constantcontact
+    knobs = state.knobs
+    endpoint = TokenEndpoint(http, client_id=knobs.client_id, client_secret=knobs.client_secret)
+    keeper = TokenKeeper(endpoint, _Granted(state))
+    return [made async for made in ConstantContactClient(http, keeper).lists()]
+
+
+def mailchimp_call(http: httpx.AsyncClient, app: Starlette) -> Awaitable[object]:
+    return MailchimpClient(http, api_key=MailchimpKnobs().api_key).ping()
 
 
 VENDORS: dict[str, tuple[Callable[[], Starlette], Call]] = {
     "dotdigital": (lambda: dotdigital_app(DotdigitalState()), dotdigital_call),
     "workbooks": (lambda: workbooks_app(WorkbooksState()), workbooks_call),
+    "constant-contact": (
+        lambda: constantcontact_app(ConstantContactState(ConstantContactKnobs(rate_limited=False))),
+        constantcontact_call,
+    ),
+    "mailchimp": (lambda: mailchimp_app(MailchimpState()), mailchimp_call),
 }
 # What each fault looks like once the client has mapped it: (retry_after, words in the message).
 EXPECTED: dict[str, tuple[float | None, str]] = {
@@ -103,8 +149,8 @@ async def test_each_fault_reaches_the_client_as_a_transient_error(
     call = VENDORS[vendor][1]
     async with http_to(app, url) as http:
         with pytest.raises(TransientError) as failed:
-            await call(http)
-        await call(http)  # the next call, unscripted, goes through
+            await call(http, app)
+        await call(http, app)  # the next call, unscripted, goes through
     retry_after, words = EXPECTED[kind]
     assert failed.value.retry_after == retry_after
     assert re.search(words, str(failed.value)), str(failed.value)
@@ -167,6 +213,28 @@ async def test_any_app_behind_the_layer_fails_the_shares_asked_for() -> None:
     for kind, share in shares.items():
         spread = 4 * (calls * share * (1 - share)) ** 0.5  # four standard deviations
         assert abs(seen[kind] - calls * share) < spread, (kind, seen)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
+async def test_each_vendors_client_fails_the_share_of_calls_asked_for(vendor: str) -> None:
+    shares = {"500": 0.08, "503": 0.06, "429": 0.06, "drop": 0.06, "malformed": 0.06}
+    make, call = VENDORS[vendor]
+    app = make()
+    faults = Faults(seed=5)
+    faults.update(shares)
+    app.state.control.faults = faults
+    calls, failed = 300, 0
+    async with http_to(app, None) as http:
+        for _ in range(calls):
+            try:
+                await call(http, app)
+            except TransientError:
+                failed += 1
+    assert faults.calls == calls and failed == sum(faults.injected.values())  # each fault, and only faults
+    for kind, share in shares.items():
+        spread = 4 * (calls * share * (1 - share)) ** 0.5
+        assert abs(faults.injected[kind] - calls * share) < spread, (kind, faults.injected)
 
 
 def test_the_draw_honours_the_shares_and_the_seed() -> None:
@@ -277,6 +345,8 @@ def test_fault_specs_parse_and_bad_ones_are_refused_with_the_reason() -> None:
         ("workbooks", "job_fail=0.1", "unknown faults \\['job_fail'\\]"),
         ("dotdigital", "job_fail=0.7,job_stall=0.7", "add up to more than 1"),
         ("dotdigital", "500:0.1", "NAME=NUMBER"),
+        ("constant-contact", "job_stall=1.5", "between 0 and 1"),
+        ("mailchimp", "drop=0.6,timeout=0.6", "add up to"),
     ],
 )
 def test_listsync_emulate_refuses_a_bad_fault_spec(

@@ -68,6 +68,25 @@ def test_the_workbooks_emulator_answers_over_a_real_socket() -> None:
         assert body["success"] is True and len(body["data"]) == 5
 
 
+def test_the_constant_contact_emulator_answers_over_a_real_socket() -> None:
+    with emulator("constant-contact") as url, httpx.Client(base_url=url, timeout=10) as client:
+        refused = client.get("/v3/contact_lists")
+        grant = client.post(
+            "/oauth2/default/v1/token",
+            data={"grant_type": "refresh_token", "refresh_token": "unknown"},
+            auth=("emulator-client-id", "emulator-client-secret"),
+        )
+    assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+    assert grant.status_code == 400 and grant.json()["error"] == "invalid_grant"
+
+
+def test_the_mailchimp_emulator_answers_over_a_real_socket() -> None:
+    with emulator("mailchimp") as url, httpx.Client(base_url=url, timeout=10) as client:
+        lists = client.get("/3.0/lists", auth=("any", "0123456789abcdef0123456789abcdef-us21"))
+        assert client.get("/3.0/ping").status_code == 401
+    assert lists.status_code == 200 and lists.json()["lists"][0]["stats"]["member_count"] > 1000
+
+
 def test_only_loopback_addresses_are_served() -> None:
     with pytest.raises(PermanentError, match="loopback"):
         loopback_socket("0.0.0.0", 0)

@@ -14,6 +14,7 @@ import functools
 import io
 import json
 import tarfile
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -463,7 +464,7 @@ async def test_campaigns_reports_and_email_activity() -> None:
 
 @pytest.mark.asyncio
 async def test_the_eleventh_simultaneous_connection_gets_429() -> None:
-    state, _ = fresh(latency=0.2)
+    state, _ = fresh(hold=0.2)
     async with client(state) as http:
         answers = await asyncio.gather(*(http.get("/3.0/ping") for _ in range(11)))
     codes = sorted(a.status_code for a in answers)
@@ -474,19 +475,35 @@ async def test_the_eleventh_simultaneous_connection_gets_429() -> None:
 
 
 @pytest.mark.asyncio
-async def test_scripted_faults() -> None:
-    state, list_id = fresh(error_503_share=1.0, retry_after=7)
+async def test_injected_faults_answer_as_problems_and_batches_fail_or_stall_by_share() -> None:
+    state, list_id = fresh(batch_polls=1, max_pending_batches=100)
+    op = {"method": "GET", "path": f"/3.0/lists/{list_id}", "operation_id": "only"}
+    answers = {}
     async with client(state) as http:
-        unavailable = await http.get("/3.0/ping")
-        state.tune(error_503_share=0.0, error_429_share=1.0, retry_after=None)
-        limited = await http.get("/3.0/ping")
-        state.tune(error_429_share=0.0, malformed_json_share=1.0)
-        garbled = await http.get(f"/3.0/lists/{list_id}")
+        for kind in ("500", "503", "429"):
+            await http.put("/_emulator/faults", json={kind: 1.0, "retry_after": 7})
+            answers[kind] = await http.get("/3.0/ping")
+            await http.put("/_emulator/faults", json={kind: 0.0})
+        await http.put("/_emulator/faults", json={"job_fail": 0.3, "job_stall": 0.2})
+        sent = [(await http.post("/3.0/batches", json={"operations": [op]})).json() for _ in range(60)]
+        ends = [(await _poll(http, batch["id"], polls=3))[-1] for batch in sent]
+        report = (await http.get("/_emulator/faults")).json()
+        failed = next(end for end in ends if end["errored_operations"])
+        archive = await http.get(failed["response_body_url"], auth=None)
         unknown = await http.get("/3.0/nowhere")
-    assert unavailable.status_code == 503 and unavailable.headers["retry-after"] == "7"
-    assert limited.status_code == 429 and "retry-after" not in limited.headers
-    with pytest.raises(json.JSONDecodeError):
-        garbled.json()
+    for kind, answer in answers.items():
+        assert conforms(answer, "/3.0/ping")["status"] == int(kind)
+    assert "retry-after" not in answers["500"].headers and answers["429"].headers["retry-after"] == "7"
+    outcomes = Counter(
+        "stalled" if end["status"] != "finished" else "failed" if end["errored_operations"] else "ran"
+        for end in ends
+    )
+    assert report["injected"] == {
+        "500": 1, "503": 1, "429": 1, "job_fail": outcomes["failed"], "job_stall": outcomes["stalled"],
+    }  # fmt: skip
+    assert 8 <= outcomes["failed"] <= 30 and 4 <= outcomes["stalled"] <= 22
+    assert {end["status"] for end in ends if end["status"] != "finished"} == {"started"}
+    assert _results(archive.content)["only"]["status_code"] == 500
     assert unknown.status_code == 404 and unknown.json()["title"] == "Resource Not Found"
 
 
