@@ -45,6 +45,8 @@ class Capabilities(Struct, frozen=True):
     max_lists: int | None = None
     calls: int | None = None
     period_seconds: float = 1.0
+    # Vendors that also cap calls per day (Constant Contact: 10,000): a second budget over a day.
+    daily_calls: int | None = None
     # CRM adapters: the longest value each campaign field can hold, for list-name length checks.
     campaign_field_lengths: dict[str, int] = {}
     # ESP adapters: the vendor refuses field and list changes for a suppressed contact

@@ -26,8 +26,8 @@ Why it looks the way it does:
   opted out since then, in case an opt-out does not move ``updated_at``.
 - ``version`` hashes the lists (with member counts), the custom fields, and the contacts updated or opted
   out since the start of the current UTC day (the same limits as the Dotdigital adapter's token).
-- Rate: 4 calls a second (``Capabilities``); the vendor's 10,000 a day cannot be said in one window, so
-  rules should set ``[esp.limits]`` for long runs, and a 429 says when the daily budget may be spent.
+- Rate: 4 calls a second and 10,000 a day (``Capabilities.calls`` and ``daily_calls``: the engine keeps a
+  bucket for each); a 429 may still come when another application of the account spent the day.
 """
 
 from __future__ import annotations
@@ -132,6 +132,7 @@ class ConstantContactAdapter:
             frozen_when_suppressed=True,
             calls=4,
             period_seconds=1.0,
+            daily_calls=10_000,
             writes=WRITES,
             activity=True,
         )
