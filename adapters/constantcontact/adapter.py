@@ -341,7 +341,8 @@ class ConstantContactAdapter:
         return await api.put_contact(contact_id, body)
 
     async def _upserts(self, api: ConstantContactClient, ops: Sequence[Op]) -> list[Outcome]:
-        """Resubscribes one by one; every other upsert in imports into the master list."""
+        """Resubscribes one by one (then their fields with the rest); every other upsert in imports
+        into the master list."""
         outcomes: list[Outcome | None] = [None] * len(ops)
         pending: list[int] = []
         for index, op in enumerate(ops):
@@ -349,7 +350,9 @@ class ConstantContactAdapter:
             if refusal is not None:
                 outcomes[index] = Outcome(False, refusal)
             elif "opted_out" in op.changes:
-                outcomes[index] = await self._resubscribe(api, op)
+                resubscribed = outcomes[index] = await self._resubscribe(api, op)
+                if resubscribed.ok and len(op.changes) > 1:
+                    pending.append(index)  # the fields that changed while they were opted out
             else:
                 pending.append(index)
         if pending:
