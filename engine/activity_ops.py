@@ -102,7 +102,7 @@ def _event_ops(event: ActivityEvent, campaign_of_list: Mapping[str, str], lists:
     label = f"{event.bounce} bounce" if event.type == "bounce" and event.bounce else event.type
     if event.type == "bounce":
         label += _code(event)
-    reason = f"{label.capitalize()}: {event.campaign_name or event.campaign}"
+    reason = f"{label[:1].upper()}{label[1:]}: {event.campaign_name or event.campaign}"
     return [
         Op(
             "record_activity",
