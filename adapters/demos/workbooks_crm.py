@@ -67,6 +67,15 @@ class DemoCrm:
                     return record
         raise KeyError(email)
 
+    def opted_out(self, email: str) -> bool:
+        """The email opt-out of the person or lead with this email."""
+        record = self.person_or_lead(email)
+        return bool(record.get("no_email_soliciting") or record.get("org_lead_party[no_email_soliciting]"))
+
+    def undeliverable(self, email: str) -> bool:
+        """The undeliverable flag of the person's or lead's email."""
+        return any(v for k, v in self.person_or_lead(email).items() if "email_address_undeliverable" in k)
+
     def email_of(self, person_id: int) -> str:
         return _email(self.state.get(PEOPLE, person_id), PERSON_EMAIL)
 
@@ -86,8 +95,22 @@ class DemoCrm:
 
     def campaign_list(self, membership: Record) -> str:
         """The list the rules name after a membership's campaign: its public name, else its name."""
-        campaign = self.state.get(CAMPAIGNS, int(membership["marketing_campaign_id"]))
+        return self.list_of_campaign(int(membership["marketing_campaign_id"]))
+
+    def list_of_campaign(self, campaign_id: int) -> str:
+        campaign = self.state.get(CAMPAIGNS, campaign_id)
         return str(campaign.get("cf_marketing_campaign_public_name") or campaign["name"]).strip()
+
+    def open_campaigns(self) -> list[Record]:
+        return [c for c in self.state.live(CAMPAIGNS) if c.get("record_state") == "open"]
+
+    def join(self, email: str, campaign_id: int, status: str = "Booked") -> None:
+        """Makes the person a member of the campaign, with that membership status."""
+        status_id = self.state.statuses_of(campaign_id)[status]
+        self.state.insert(MEMBERSHIPS, {
+            "marketing_campaign_id": campaign_id, "party_or_lead_id": self.person(email)["id"],
+            "party_or_lead_type": "Private::Crm::Person", "campaign_membership_status_id": status_id,
+        })  # fmt: skip
 
     # -- the edits of the story -----------------------------------------------------------------------
     def opt_out(self, email: str, opted_out: bool = True) -> None:
