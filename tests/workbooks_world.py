@@ -75,6 +75,27 @@ class WorkbooksWorld:
             plan = await make_plan(sync, process=process)
             return await apply_plan(sync, plan, override_safety=override_safety)
 
+    async def take_two_off_campaigns(
+        self, candidates: list[str], lists_of: Callable[[str], set[str]]
+    ) -> set[tuple[str, str]]:
+        """Take one of `candidates` off a campaign and mark another's membership unsubscribed, then
+        sync: each leaves that campaign's ESP list (as `lists_of` reads them) and no other. Returns
+        the (email, list) pairs removed."""
+        leaver, membership = self.crm.first_with_membership(candidates)
+        quitter, unsubscribed = self.crm.first_with_membership([e for e in candidates if e != leaver])
+        before = {email: lists_of(email) for email in (leaver, quitter)}
+        self.crm.take_off_campaign(membership)
+        self.crm.unsubscribe_from_campaign(unsubscribed)
+        plan = await self.plan_and_apply()
+        removed = {(str(op.email), str(op.list)) for op in plan.ops if op.kind == "remove_member"}
+        assert removed == {
+            (leaver, self.crm.campaign_list(membership)),
+            (quitter, self.crm.campaign_list(unsubscribed)),
+        }
+        for email, name in removed:
+            assert lists_of(email) == before[email] - {name}
+        return removed
+
     async def plan_and_apply(self, process: ProcessName | None = None) -> Plan:
         """Plan and apply; every op must be done (none rejected, none left pending)."""
         async with self.sync() as sync:
