@@ -62,8 +62,9 @@ class WorkbooksConstantContactDemo(WorkbooksDemo):
     secrets = EMULATOR_SECRETS
     explore = (
         "Explore it yourself: `listsync emulate workbooks` and `listsync emulate constant-contact` serve "
-        "these emulators on loopback; point a copy of rules/workbooks-constantcontact.toml at them (crm "
-        "base_url, esp api_url and auth_url), authorise it, and run `listsync plan` on it."
+        "these emulators on loopback (the second prints a grant); point a copy of "
+        "rules/workbooks-constantcontact.toml at them (crm base_url, esp api_url and auth_url), store "
+        "that grant in its token file, and run `listsync plan` on it."
     )
 
     def __init__(self) -> None:
