@@ -3,11 +3,12 @@
 The adapters differ in everything a vendor decides (endpoints, error bodies, import formats), and
 agree on these: naming the call an answer belongs to, decoding an answer into wire Structs with the
 engine's errors (a wrong shape is permanent, cut JSON transient), reading the settings table,
-reading a time cursor, and what an import can and cannot write.
+reading a time cursor, what an import can and cannot write, and repeating an idempotent read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -16,6 +17,7 @@ import msgspec
 
 from engine.errors import PermanentError, TransientError
 from engine.plans import Op, OpKind
+from engine.retrying import with_retries
 from engine.values import Value
 
 T = TypeVar("T")
@@ -85,3 +87,11 @@ def import_refusal(kind: OpKind, op: Op, cannot_clear: str) -> str | None:
         return "an opt-out is written by opt_out_esp, not by an upsert"
     cleared = sorted(name for name, change in op.changes.items() if change.new is None)
     return cannot_clear.format(fields=", ".join(cleared)) if cleared else None
+
+
+async def idempotent(read: Callable[[], Awaitable[T]], *, retry: bool) -> T:
+    """One read that changes nothing on the vendor's side; with `retry`, repeated after transient
+    failures as the engine repeats any call. A snapshot is hundreds of page reads: without this, one
+    dropped page would end the whole plan, and repeating the snapshot from its first page would
+    rarely get through at a high failure rate. A write is never repeated here (the engine decides)."""
+    return await with_retries(read) if retry else await read()

@@ -1,4 +1,4 @@
-"""The `listsync` command: validate, plan, apply, demo, emulate, and the service's run, status,
+"""The `listsync` command: validate, plan, apply, demo, emulate, auth, and the service's run, status,
 history, approve and discard.
 
 Exit codes follow terraform where it has one: 0 success (no changes with --detailed-exitcode),
@@ -73,9 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-file", type=Path, metavar="PATH", help="write the emulator's state there (JSON) on shutdown"
     )
 
+    from engine import auth_commands
     from engine.service_commands import add_parsers
 
     add_parsers(sub)
+    auth_commands.add_parsers(sub)
 
     demo = sub.add_parser("demo", help="run a self-contained demonstration")
     demo.add_argument(
@@ -144,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _dispatch(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from engine import commands, service_commands
+    from engine import auth_commands, commands, service_commands
 
     handler = {
         "validate": commands.validate,
@@ -157,6 +159,7 @@ async def _dispatch(args: argparse.Namespace, out: Console, err: Console) -> int
         "history": service_commands.history,
         "approve": service_commands.approve,
         "discard": service_commands.discard,
+        "auth": auth_commands.auth,
     }[args.command]
     return await handler(args, out, err)
 

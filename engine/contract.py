@@ -134,8 +134,9 @@ class AdapterContext:
 
     `http(base_url)` makes the AsyncClient for the side's vendor (`engine.http`): its requests
     spend `budget` and have deadlines, and tests and the demo route it to an emulator. An adapter
-    closes the clients it made in `aclose`. `tokens`, when set, is where an OAuth adapter loads and
-    saves its grant; without it such an adapter uses a store of its own (a file its settings name).
+    closes the clients it made in `aclose`. `tokens` is where an OAuth adapter loads and saves its
+    grant: the engine's session always sets it, to the side's row in the state store
+    (`engine.store.SideTokens`), which `listsync auth` fills.
     """
 
     side: Side
@@ -187,12 +188,15 @@ class DemoSetup:
     """What a `listsync demo` kit prepared: the rule file, and how the engine reaches the sides.
 
     `extras` go to the session (e.g. transports to in-process emulators); `budgets`, when set,
-    replaces the rules' call budgets; `explore` tells a person how to carry on by hand.
+    replaces the rules' call budgets; `grants` are OAuth grants an emulator issued, which the demo
+    stores for those sides as `listsync auth` would before the first sync; `explore` tells a person
+    how to carry on by hand.
     """
 
     rules: Path
     extras: dict[str, Any] = field(default_factory=dict)
     budgets: Budgets | None = None
+    grants: dict[Side, OAuthTokens] = field(default_factory=dict)
     explore: str = ""
 
 

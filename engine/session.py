@@ -2,6 +2,7 @@
 
 Adapters are found through the registry and handed an `AdapterContext`; the budget for each side is
 the shared bucket of that side's vendor account, so two rule sets on one account share one budget.
+An OAuth adapter keeps its grant in the state store, under the rule set and side (`SideTokens`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from engine.http import budgeted_client
 from engine.registry import adapter_factory
 from engine.rules_loading import LoadedRules, resolve_secret
 from engine.ruleset import RuleSet, Side
-from engine.store import StateStore
+from engine.store import SideTokens, StateStore
 
 SIDES: tuple[Side, Side] = ("crm", "esp")
 
@@ -96,6 +97,7 @@ async def open_sync(
                 secret=partial(resolve_secret, base_dir=loaded.base_dir),
                 extras=dict(extras or {}),
                 http=partial(budgeted_client, budget=budget, transport=transport),
+                tokens=SideTokens(store, rules.name, side, side_rules.adapter),
             )
             adapter = adapter_factory(side_rules.adapter)(settings, context)
             stack.push_async_callback(adapter.aclose)

@@ -3,8 +3,9 @@
 It holds, per rule set, the base of the three-way diff (the last state both sides confirmed, with
 each side's row fingerprint and its list memberships), member counts per list, snapshot cursors,
 the vendor lists listsync resolved, the import jobs it submitted, and run history with row-level
-outcomes. Writes are
-transactions taken only after a vendor confirmed, so a crash at any point replays safely.
+outcomes, and each side's OAuth grant (`SideTokens`, written by `listsync auth` and the adapter's
+refreshes). Writes are transactions taken only after a vendor confirmed, so a crash at any point
+replays safely.
 
 One `StateStore` owns one aiosqlite connection. Every call holds the store's lock for its whole
 statement or transaction, so concurrent tasks never read another task's uncommitted writes.
@@ -26,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -37,6 +38,7 @@ import anyio.to_thread
 import msgspec
 from msgspec import Struct
 
+from engine.contract import OAuthTokens
 from engine.errors import PermanentError, TransientError
 from engine.fingerprints import FingerprintSet
 from engine.records import Record
@@ -76,6 +78,25 @@ _encode_record = msgspec.msgpack.Encoder(order="deterministic").encode
 _decode_record = msgspec.msgpack.Decoder(Record).decode
 _encode_json = msgspec.json.Encoder().encode
 _decode_lists = msgspec.json.Decoder(list[str]).decode
+
+
+@dataclass(frozen=True)
+class SideTokens:
+    """The `engine.contract.TokenStore` of one rule set's side: its OAuth grant in the state store.
+
+    Keyed by rule set, side and adapter (see `engine.store_schema`'s v4), so rule sets sharing a state
+    file never read or rotate each other's grant. Its repr names the key, never a token."""
+
+    store: StateStore = field(repr=False)
+    rule_set: str
+    side: Side
+    adapter: str
+
+    async def load(self) -> OAuthTokens | None:
+        return await self.store.load_tokens(self.rule_set, self.side, self.adapter)
+
+    async def save(self, tokens: OAuthTokens) -> None:
+        await self.store.save_tokens(self.rule_set, self.side, self.adapter, tokens)
 
 
 @dataclass(frozen=True)
@@ -587,6 +608,29 @@ class StateStore:
         rows = await self._fetch("SELECT account, level, saved_at FROM budget_levels", ())
         return {str(account): (float(level), float(at)) for account, level, at in rows}
 
+    # --- OAuth grants ----------------------------------------------------------------------
+
+    async def load_tokens(self, rule_set: str, side: Side, adapter: str) -> OAuthTokens | None:
+        """The grant `listsync auth` stored for a rule set's side (as last refreshed), or None."""
+        rows = await self._fetch(
+            "SELECT access_token, refresh_token, expires_at FROM oauth_tokens "
+            "WHERE rule_set = ? AND side = ? AND adapter = ?",
+            (rule_set, side, adapter),
+        )
+        return next((OAuthTokens(str(a), str(r), float(e)) for a, r, e in rows), None)
+
+    async def save_tokens(self, rule_set: str, side: Side, adapter: str, tokens: OAuthTokens) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO oauth_tokens (rule_set, side, adapter, access_token, refresh_token, "
+                "expires_at, saved_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (rule_set, side, adapter) DO UPDATE SET "
+                "access_token = excluded.access_token, refresh_token = excluded.refresh_token, "
+                "expires_at = excluded.expires_at, saved_at = excluded.saved_at",
+                (rule_set, side, adapter, _Sealed(tokens.access_token),
+                 _Sealed(tokens.refresh_token), tokens.expires_at, self._clock()),
+            )  # fmt: skip
+
     # --- plumbing --------------------------------------------------------------------------
 
     def _connection(self) -> aiosqlite.Connection:
@@ -669,6 +713,16 @@ class _PrivateUmask:
 
 
 _private_umask = _PrivateUmask()
+
+
+class _Sealed(str):
+    """A token as an SQL parameter: aiosqlite's debug log shows each statement's parameters by repr,
+    and a token must reach no log. SQLite stores it as the text it is."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'<token>'"
 
 
 def _chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:

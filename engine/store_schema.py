@@ -155,7 +155,23 @@ CREATE TABLE budget_levels (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+# v4: OAuth2 grants (`listsync auth`), one per rule set side. Not per vendor account: a vendor that
+# rotates refresh tokens retires the old one at each refresh, so two rule sets sharing one grant would
+# strand each other; each side authorises, and refreshes, its own.
+_V4 = """
+CREATE TABLE oauth_tokens (
+    rule_set      TEXT NOT NULL,
+    side          TEXT NOT NULL CHECK (side IN ('crm', 'esp')),
+    adapter       TEXT NOT NULL,
+    access_token  TEXT NOT NULL,
+    refresh_token TEXT NOT NULL,
+    expires_at    REAL NOT NULL,
+    saved_at      REAL NOT NULL,
+    PRIMARY KEY (rule_set, side, adapter)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -25,6 +25,7 @@ from adapters.demos.workbooks_crm import CAMPAIGNS, LEADS, ONLINE_ACTIVITIES
 from engine.errors import RulesError
 from engine.following import follow_jobs
 from engine.planning import make_plan
+from engine.store import StateStore
 from tests.workbooks_world import WorkbooksWorld
 
 pytestmark = pytest.mark.asyncio
@@ -44,7 +45,10 @@ class World(WorkbooksWorld):
         )
 
     async def start(self) -> World:
-        await kit.grant(self.esp, self.path.parent)
+        """Store the emulator's grant where `listsync auth constant-contact` would: the rule set's
+        state store, under its name and the ESP side."""
+        async with await StateStore.open(self.rules.state_path) as store:
+            await store.save_tokens(self.rules.rules.name, "esp", "constant-contact", kit.grant(self.esp))
         return self
 
     def contact(self, email: str) -> Contact:

@@ -26,6 +26,8 @@ Why it looks the way it does:
   opted out since then, in case an opt-out does not move ``updated_at``.
 - ``version`` hashes the lists (with member counts), the custom fields, and the contacts updated or opted
   out since the start of the current UTC day (the same limits as the Dotdigital adapter's token).
+- Auth: OAuth2 bearer tokens (``oauth.py``) from the engine's token store, the rule set side's grant in
+  the state store; `listsync auth constant-contact` (``authorize.py``) stores the first one.
 - Rate: 4 calls a second and 10,000 a day (``Capabilities.calls`` and ``daily_calls``: the engine keeps a
   bucket for each); a 429 may still come when another application of the account spent the day.
 """
@@ -38,7 +40,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import anyio
@@ -55,7 +56,7 @@ from adapters.constantcontact.client import (
     ConstantContactClient,
     ConstantContactError,
 )
-from adapters.constantcontact.oauth import AUTH_URL, FileTokenStore, TokenKeeper
+from adapters.constantcontact.oauth import AUTH_URL, REDIRECT_URI, TokenEndpoint, TokenKeeper
 from engine.activity_feed import ActivityFeed
 from engine.contract import AdapterContext, Capabilities, JobStatus, Outcome, Snapshot
 from engine.errors import PermanentError
@@ -83,9 +84,11 @@ _ENCODER = msgspec.json.Encoder(order="deterministic")
 class ConstantContactSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``[esp.settings]`` for ``adapter = "constant-contact"``."""
 
-    client_id: str
+    client_id: str  # the application's API key
     client_secret: SecretRef
-    token_file: str = ".listsync/constant-contact-tokens.json"  # when the engine hands no token store
+    # Where Constant Contact sends the browser back after consent (`listsync auth constant-contact`);
+    # it must be registered, exactly, among the application's redirect URIs.
+    redirect_uri: str = REDIRECT_URI
     api_url: str = API_URL
     auth_url: str = AUTH_URL
     master_list: str = "All Workbooks Contacts"
@@ -153,16 +156,19 @@ class ConstantContactAdapter:
                     factory(self._settings.auth_url.rstrip("/")),
                 )
                 self._http += [api, auth]
-                store = self._context.tokens or FileTokenStore(
-                    self._context.base_dir / Path(self._settings.token_file)
-                )
-                keeper = TokenKeeper(
+                if self._context.tokens is None:
+                    raise PermanentError(
+                        "the Constant Contact adapter keeps its grant in the engine's token store "
+                        "(AdapterContext.tokens), and was opened without one"
+                    )
+                endpoint = TokenEndpoint(
                     auth,
-                    store,
                     client_id=self._settings.client_id,
                     client_secret=self._context.secret(self._settings.client_secret),
                 )
-                self._client = ConstantContactClient(api, keeper)
+                self._client = ConstantContactClient(
+                    api, TokenKeeper(endpoint, self._context.tokens), retry_reads=True
+                )
             return self._client
 
     # -- reading ------------------------------------------------------------------------------------

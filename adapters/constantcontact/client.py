@@ -4,9 +4,10 @@ It exists so the adapter speaks in methods and wire Structs (``wire.py``) instea
 so every answer is turned into the engine's error tree in one place (``errors.raise_for``). It takes an
 injected ``httpx.AsyncClient`` on the API host (``https://api.cc.email``; paths carry ``/v3``, as the
 vendor's host-relative ``_links.next.href`` do) and a ``TokenKeeper`` for its bearer tokens: a call
-answered 401 is repeated once with a refreshed token. Otherwise it never retries and never sleeps: it
-raises ``TransientError`` and the caller decides when to call again. Bulk activities are submitted one
-per call and polled at the caller's pace.
+answered 401 is repeated once with a refreshed token. Otherwise it never sleeps and never repeats a
+change: it raises ``TransientError`` and the caller decides when to call again. Reads (GETs) alone are
+repeated here, page by page, with ``retry_reads`` (the adapter asks for it), so one failed page does not
+end a snapshot. Bulk activities are submitted one per call and polled at the caller's pace.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 
-from adapters.common import decode_answer
+from adapters.common import decode_answer, idempotent
 from adapters.constantcontact import wire
 from adapters.constantcontact.errors import ConstantContactBusy, ConstantContactError, raise_for
 from adapters.constantcontact.oauth import TokenKeeper
@@ -45,9 +46,10 @@ def when(moment: datetime) -> str:
 class ConstantContactClient:
     """The v3 endpoints listsync uses, one method each; collections page lazily."""
 
-    def __init__(self, http: httpx.AsyncClient, tokens: TokenKeeper) -> None:
+    def __init__(self, http: httpx.AsyncClient, tokens: TokenKeeper, *, retry_reads: bool = False) -> None:
         self._http = http
         self._tokens = tokens
+        self._retry_reads = retry_reads
 
     def __repr__(self) -> str:  # never show a token
         return f"ConstantContactClient({self._http.base_url!s})"
@@ -79,7 +81,10 @@ class ConstantContactClient:
             ) from None
 
     async def _json(self, type_: type[T], method: str, path: str, **kwargs: Any) -> T:
-        return _decode(await self._call(method, path, **kwargs), type_)
+        async def answer() -> T:
+            return _decode(await self._call(method, path, **kwargs), type_)
+
+        return await idempotent(answer, retry=self._retry_reads and method == "GET")
 
     async def _paged(
         self, path: str, type_: type[P], items: Callable[[P], Sequence[T]], **params: Any
@@ -88,7 +93,7 @@ class ConstantContactClient:
         next_path: str | None = path
         query: dict[str, Any] | None = params
         while next_path is not None:
-            page = _decode(await self._call("GET", next_path, params=query), type_)
+            page = await self._json(type_, "GET", next_path, params=query)
             for item in items(page):
                 yield item
             link = getattr(page, "links", None)

@@ -4,7 +4,8 @@ Constant Contact's OAuth2 server (``authz.constantcontact.com/oauth2/default/v1`
 ``/authorize`` (single use, five minutes), exchanges it at ``/token`` for an access token (a day) and,
 with the ``offline_access`` scope, a refresh token; a refresh answers a new pair and retires the old
 refresh token. Errors are the server's ``{"error", "error_description"}`` bodies. This module keeps
-that bookkeeping for ``emulator_oauth.py``; tests revoke grants or expire tokens through it.
+that bookkeeping for ``emulator_oauth.py``; through it tests revoke grants, expire tokens, register
+redirect URIs and play a person who denies access.
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ import base64
 import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from adapters.constantcontact.emulator_state import ConstantContactState
 
 CODE_TTL = 300.0
+SCOPES = frozenset(
+    {"contact_data", "campaign_data", "account_read", "account_update", "billing_data", "offline_access"}
+)
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class GrantError(Exception):
@@ -42,6 +48,13 @@ class Grants:
         self._codes: dict[str, _Code] = {}
         self.access: dict[str, float] = {}  # access token -> expiry (state clock)
         self.refresh: dict[str, str] = {}  # live refresh token -> its scope
+        self.registered: frozenset[str] | None = None  # the app's redirect URIs; None: any loopback one
+        self.consent = True  # whether the person at the consent page allows the application
+
+    def registered_redirect(self, redirect_uri: str) -> bool:
+        if self.registered is not None:
+            return redirect_uri in self.registered
+        return urlsplit(redirect_uri).hostname in _LOOPBACK
 
     def authorize(self, redirect_uri: str, scope: str, challenge: str | None) -> str:
         code = self._state.token()

@@ -1,8 +1,12 @@
 """The emulated authorization server: ``/oauth2/default/v1/authorize`` and ``/oauth2/default/v1/token``.
 
-The authorize endpoint consents at once (there is no person to ask) and redirects to ``redirect_uri``
-with ``code`` and ``state``, so a loopback authorization flow can be tested end to end; only loopback
-redirect URIs are accepted, as a desktop client registers them. The token endpoint takes the client's
+The authorize endpoint consents at once (there is no person to ask; ``grants.consent = False`` plays
+one who denies) and redirects to ``redirect_uri`` with ``code`` and ``state``, so a loopback
+authorization flow can be tested end to end. As the real server does, it answers an unknown client or
+an unregistered redirect URI with a page (never a redirect), and sends the browser back with an
+``error`` for a request without ``state``, with a scope it does not know, or with a PKCE method other
+than S256. Registered redirect URIs are any loopback one (as a desktop client registers them) unless
+a test sets ``grants.registered``. The token endpoint takes the client's
 credentials as HTTP Basic (``client_secret_basic``, as Constant Contact documents) or in the form, and
 answers the grant of ``emulator_grants.py`` or an RFC 6749 error body.
 """
@@ -13,15 +17,15 @@ import base64
 import binascii
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
-from adapters.constantcontact.emulator_grants import GrantError
+from adapters.constantcontact.emulator_grants import SCOPES, GrantError
 from adapters.constantcontact.emulator_state import ConstantContactState
 
 AUTHORIZE = "/oauth2/default/v1/authorize"
 TOKEN = "/oauth2/default/v1/token"
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 async def authorize(state: ConstantContactState, request: Request) -> Response:
@@ -29,16 +33,33 @@ async def authorize(state: ConstantContactState, request: Request) -> Response:
     redirect = params.get("redirect_uri", "")
     if params.get("client_id") != state.knobs.client_id:
         return PlainTextResponse("Invalid client_id: the application is not known.", 400)
-    if urlsplit(redirect).hostname not in _LOOPBACK:
+    if not state.grants.registered_redirect(redirect):
         return PlainTextResponse("The redirect_uri is not registered for this application.", 400)
     back = {"state": params.get("state", "")}
-    if params.get("response_type") != "code":
-        back |= {"error": "unsupported_response_type", "error_description": "response_type must be code."}
+    refusal = _refusal(state, params)
+    if refusal is not None:
+        back |= {"error": refusal[0], "error_description": refusal[1]}
     else:
         challenge = params.get("code_challenge")
         back["code"] = state.grants.authorize(redirect, params.get("scope", ""), challenge)
     joiner = "&" if urlsplit(redirect).query else "?"
     return RedirectResponse(redirect + joiner + urlencode(back), 302)
+
+
+def _refusal(state: ConstantContactState, params: QueryParams) -> tuple[str, str] | None:
+    """Why the authorization server sends the browser back without a code, as (error, description)."""
+    if params.get("response_type") != "code":
+        return "unsupported_response_type", "response_type must be code."
+    if not params.get("state"):
+        return "invalid_request", "The authorization request must contain a 'state' parameter."
+    scopes = set(params.get("scope", "").split())
+    if not scopes or scopes - SCOPES:
+        return "invalid_scope", "One or more scopes are not configured for the authorization server resource."
+    if params.get("code_challenge") and params.get("code_challenge_method") != "S256":
+        return "invalid_request", "The code_challenge_method must be S256."
+    if not state.grants.consent:
+        return "access_denied", "The resource owner or authorization server denied the request."
+    return None
 
 
 async def token(state: ConstantContactState, request: Request) -> Response:

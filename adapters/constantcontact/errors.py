@@ -40,7 +40,7 @@ from engine.errors import PermanentError, TransientError
 QUEUE_WAIT = 60.0  # a choice: queued activities usually finish within a minute
 RATE_WAIT = 1.0  # the per-second window; the vendor says nothing of when to come back
 MAX_WAIT = 3600.0
-AUTH_HINT = "run `listsync auth constant-contact` to authorise listsync again"
+AUTH_HINT = "run `listsync auth constant-contact RULES` with this rule file to authorise listsync again"
 
 
 class ConstantContactError(PermanentError):

@@ -6,8 +6,9 @@ Constant Contact's part: 25 people had unsubscribed there before the first sync,
 (``opt_out_source`` Contact, whom Constant Contact never lets the account re-add) and some by an admin
 (Account); between syncs 4 contacts unsubscribe themselves, an admin unsubscribes one more, and a
 campaign goes to the largest campaign list with opens, clicks, bounces (each with its bounce code)
-and opt-outs. The OAuth grant `listsync auth constant-contact` would store is issued by the emulator
-and written to the token file the rules name (`grant`); the end-to-end tests do the same.
+and opt-outs. For real, a person grants listsync access once with `listsync auth constant-contact
+RULES`, which keeps the grant in the rule set's state store; here the emulator issues one (`grant`)
+and the demo stores it there under the rule set's name and side; the end-to-end tests do the same.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 
@@ -23,14 +23,12 @@ from adapters.constantcontact.activity import HARD_BOUNCES
 from adapters.constantcontact.emulator import create_app
 from adapters.constantcontact.emulator_generate import SendShares
 from adapters.constantcontact.emulator_state import ConstantContactState, Knobs
-from adapters.constantcontact.oauth import FileTokenStore
 from adapters.demos import REPO
 from adapters.demos.workbooks_crm import SECRETS
 from adapters.demos.workbooks_kit import SEED, WorkbooksDemo
 from engine.contract import OAuthTokens
 
 RULES = REPO / "rules" / "workbooks-constantcontact.toml"
-TOKEN_FILE = ".listsync/constant-contact-tokens.json"  # as the rules name it, beside them
 MASTER = "All Workbooks Contacts"  # the rules' [lists] master
 SCOPES = "contact_data campaign_data offline_access"
 REPLACEMENTS = {"your-constant-contact-api-key": Knobs().client_id}
@@ -39,13 +37,12 @@ EMULATOR_SECRETS = {**SECRETS, "CONSTANT_CONTACT_CLIENT_SECRET": Knobs().client_
 SEND = SendShares(bounce=0.03, open=0.45, click=0.35, optout=0.01)
 
 
-async def grant(state: ConstantContactState, directory: Path) -> None:
-    """A grant the emulator issued, saved in the token file of the rules in `directory`, as
-    `listsync auth constant-contact` saves one from Constant Contact's authorization server."""
+def grant(state: ConstantContactState) -> OAuthTokens:
+    """A grant the emulator issued, as `listsync auth constant-contact` gets one from Constant
+    Contact's authorization server (and keeps in the rule set's state store)."""
     issued = state.grants.issue(SCOPES)
     expires_at = time.time() + float(str(issued["expires_in"]))
-    tokens = OAuthTokens(str(issued["access_token"]), str(issued["refresh_token"]), expires_at)
-    await FileTokenStore(directory / TOKEN_FILE).save(tokens)
+    return OAuthTokens(str(issued["access_token"]), str(issued["refresh_token"]), expires_at)
 
 
 def account() -> ConstantContactState:
@@ -62,9 +59,10 @@ class WorkbooksConstantContactDemo(WorkbooksDemo):
     secrets = EMULATOR_SECRETS
     explore = (
         "Explore it yourself: `listsync emulate workbooks` and `listsync emulate constant-contact` serve "
-        "these emulators on loopback (the second prints a grant); point a copy of "
-        "rules/workbooks-constantcontact.toml at them (crm base_url, esp api_url and auth_url), store "
-        "that grant in its token file, and run `listsync plan` on it."
+        "these emulators on loopback; point a copy of rules/workbooks-constantcontact.toml at them (crm "
+        "base_url; esp api_url, auth_url and the client id they print, with their client secret in "
+        "CONSTANT_CONTACT_CLIENT_SECRET), authorise it with `listsync auth constant-contact COPY` (the "
+        "emulator consents at once, as a person would), and run `listsync plan` on it."
     )
 
     def __init__(self) -> None:
@@ -74,8 +72,10 @@ class WorkbooksConstantContactDemo(WorkbooksDemo):
     def esp_transport(self) -> httpx.AsyncBaseTransport:
         return httpx.ASGITransport(app=create_app(self.esp))
 
-    async def prepare_esp(self, directory: Path, unsubscribed: list[str]) -> None:
-        await grant(self.esp, directory)
+    def esp_grant(self) -> OAuthTokens:
+        return grant(self.esp)
+
+    def prepare_esp(self, unsubscribed: list[str]) -> None:
         for number, email in enumerate(unsubscribed):
             source = "Account" if number % 5 == 4 else "Contact"
             self.esp.unsubscribe(self.esp.add_contact(email), source, "before listsync ran")

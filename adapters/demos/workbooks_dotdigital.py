@@ -62,7 +62,7 @@ class WorkbooksDotdigitalDemo(WorkbooksDemo):
     def esp_transport(self) -> httpx.AsyncBaseTransport:
         return httpx.ASGITransport(app=dotdigital_app(self.esp))
 
-    async def prepare_esp(self, directory: Path, unsubscribed: list[str]) -> None:
+    def prepare_esp(self, unsubscribed: list[str]) -> None:
         for email in unsubscribed:
             self.esp.unsubscribe(email)
 

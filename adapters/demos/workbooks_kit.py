@@ -4,7 +4,8 @@
 emulated ESP account, both served in-process over `httpx.ASGITransport` (nothing listens on a port, no
 credentials are needed), with the call budgets lifted so that it runs in seconds. The story:
 
-1. Before listsync ever ran, some people had unsubscribed in the ESP (`prepare_esp`).
+1. Before listsync ever ran, some people had unsubscribed in the ESP (`prepare_esp`), and an ESP that
+   signs in with OAuth2 had granted listsync access (`esp_grant`, what `listsync auth` would store).
 2. The initial sync (the demo's first round).
 3. Between syncs the CRM opts some people out, renames others, takes someone off a campaign, marks
    someone's membership unsubscribed, and opts back in someone who had unsubscribed in the ESP
@@ -30,7 +31,7 @@ import httpx
 from adapters.demos import REPO, fresh_directory, rules_for_emulators
 from adapters.demos.workbooks_crm import SECRETS, DemoCrm
 from engine.budgets import Budgets
-from engine.contract import DemoSetup
+from engine.contract import DemoSetup, OAuthTokens
 
 SEED = 11
 PEOPLE, LEADS = 1500, 400
@@ -60,8 +61,14 @@ class WorkbooksDemo(ABC):
         """Routes the ESP side's HTTP to the kit's emulator."""
 
     @abstractmethod
-    async def prepare_esp(self, directory: Path, unsubscribed: list[str]) -> None:
+    def prepare_esp(self, unsubscribed: list[str]) -> None:
         """Set the ESP account up before the first sync; `unsubscribed` had unsubscribed there."""
+
+    def esp_grant(self) -> OAuthTokens | None:
+        """The OAuth grant the ESP's emulator issued, for an ESP that signs in with OAuth2; the demo
+        stores it in the rule set's state store, as `listsync auth` does. None: the ESP signs in with
+        the secrets its settings name."""
+        return None
 
     @abstractmethod
     def change_esp(self, subscribed: list[str]) -> list[str]:
@@ -76,11 +83,13 @@ class WorkbooksDemo(ABC):
         self.crm = DemoCrm(SEED, people=PEOPLE, leads=LEADS)
         os.environ.update({**SECRETS, **self.secrets})  # the emulators' own, for this process only
         self.unsubscribed_before = self.rng.sample(self.crm.subscribed(), UNSUBSCRIBED_BEFORE)
-        await self.prepare_esp(target, self.unsubscribed_before)
+        self.prepare_esp(self.unsubscribed_before)
+        grant = self.esp_grant()
         yield DemoSetup(
             rules,
             extras={"crm_transport": self.crm.transport(), "esp_transport": self.esp_transport()},
             budgets=Budgets(enabled=False),
+            grants={} if grant is None else {"esp": grant},
             explore=self.explore,
         )
 

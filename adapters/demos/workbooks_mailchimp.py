@@ -10,7 +10,6 @@ hard one cleans the member) and unsubscribes.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 
@@ -53,7 +52,7 @@ class WorkbooksMailchimpDemo(WorkbooksDemo):
     def esp_transport(self) -> httpx.AsyncBaseTransport:
         return httpx.ASGITransport(app=create_app(self.esp))
 
-    async def prepare_esp(self, directory: Path, unsubscribed: list[str]) -> None:
+    def prepare_esp(self, unsubscribed: list[str]) -> None:
         for email in unsubscribed:
             member = self.esp.add_member(self.audience, email, "subscribed")
             self.esp.unsubscribe(self.audience, member, SELF, self.esp.now())

@@ -125,7 +125,7 @@ class DotdigitalAdapter:
         configured = self._settings.endpoint.rstrip("/")
         http = factory(configured)
         self._http.append(http)
-        client = DotdigitalClient(http, user=self._settings.api_user, password=password)
+        client = DotdigitalClient(http, user=self._settings.api_user, password=password, retry_reads=True)
         endpoint = await client.discover_endpoint()
         if endpoint == configured:
             return client
@@ -133,7 +133,7 @@ class DotdigitalAdapter:
         self._http.append(regional)
         self._http.remove(http)
         await http.aclose()
-        return DotdigitalClient(regional, user=self._settings.api_user, password=password)
+        return DotdigitalClient(regional, user=self._settings.api_user, password=password, retry_reads=True)
 
     # -- reading ------------------------------------------------------------------------------------
     async def snapshot(self, cursor: str | None = None) -> Snapshot:

@@ -4,9 +4,10 @@ It exists so the Dotdigital adapter speaks in methods and wire Structs (``wire.p
 dicts, and so every answer the vendor can give is turned into the engine's error tree in exactly one
 place, ``raise_for``. The client takes an injected ``httpx.AsyncClient`` that carries the base URL and
 the transport (the emulator through ``httpx.ASGITransport`` in tests, the network in production). It
-never retries and never sleeps: it raises ``TransientError`` (with ``retry_after`` when it can tell) and
-the engine decides when to call again. Each call is one request, or for the list calls one request per
-page, so a retry repeats as little as possible. Bulk imports are CSV files sent one per call (see
+never sleeps and never repeats a change: it raises ``TransientError`` (with ``retry_after`` when it can
+tell) and the engine decides when to call again. Only reads (GETs) are repeated here, and only with
+``retry_reads`` (the adapter asks for it): each page of a list call on its own, so a snapshot of
+hundreds of pages survives a failed one. Bulk imports are CSV files sent one per call (see
 ``wire.split_for_import``); the ``Import*`` polling is the caller's, at the caller's pace.
 
 How each answer maps to an error, and the waits it carries, live in ``errors.py``; its names are
@@ -23,7 +24,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from adapters.common import call_name, decode_answer
+from adapters.common import call_name, decode_answer, idempotent
 from adapters.dotdigital import wire
 from adapters.dotdigital.errors import (
     ACTIVE_IMPORTS_WAIT,
@@ -67,13 +68,20 @@ class DotdigitalClient:
     """The Dotdigital v2 endpoints listsync uses, one method each; list calls page lazily."""
 
     def __init__(
-        self, http: httpx.AsyncClient, *, user: str, password: str, page_size: int = PAGE_SIZE
+        self,
+        http: httpx.AsyncClient,
+        *,
+        user: str,
+        password: str,
+        page_size: int = PAGE_SIZE,
+        retry_reads: bool = False,
     ) -> None:
         if not 1 <= page_size <= PAGE_SIZE:
             raise ValueError(f"page_size must be 1 to {PAGE_SIZE}, not {page_size}")
         self._http = http
         self._auth = httpx.BasicAuth(user, password)
         self._password = password
+        self._retry_reads = retry_reads
         self._page_size = page_size
 
     def __repr__(self) -> str:  # never show the password
@@ -98,14 +106,17 @@ class DotdigitalClient:
         return response
 
     async def _json(self, type_: type[T], method: str, path: str, **kwargs: Any) -> T:
-        return _decode(await self._call(method, path, **kwargs), type_)
+        async def answer() -> T:
+            return _decode(await self._call(method, path, **kwargs), type_)
+
+        return await idempotent(answer, retry=self._retry_reads and method == "GET")
 
     async def _paged(self, path: str, type_: type[list[T]], **params: Any) -> AsyncIterator[T]:
         """Every item of a ``select``/``skip`` list, page by page, until a page comes back short."""
         skip = 0
         while True:
             query = {**params, "select": self._page_size, "skip": skip}
-            page = _decode(await self._call("GET", path, params=query), type_)
+            page = await self._json(type_, "GET", path, params=query)
             for item in page:
                 yield item
             # A page longer than asked for means the endpoint ignores select: that was everything.
@@ -242,15 +253,19 @@ class DotdigitalClient:
 
     async def import_faults(self, import_id: str) -> list[dict[str, str]]:
         """The rows an import rejected, from its CSV report: ``Reason``, ``email``, then the data fields."""
-        response = await self._call("GET", f"/v2/contacts/import/{import_id}/report-faults")
-        try:
-            return wire.read_faults(response.content)
-        except (UnicodeDecodeError, csv.Error):
-            raise TransientError(
-                f"Dotdigital's answer to {call_name(response)}, the fault report of import {import_id}, "
-                "is not readable UTF-8 CSV (garbled on the way, most likely); asking again usually gives "
-                "a whole one."
-            ) from None
+
+        async def report() -> list[dict[str, str]]:
+            response = await self._call("GET", f"/v2/contacts/import/{import_id}/report-faults")
+            try:
+                return wire.read_faults(response.content)
+            except (UnicodeDecodeError, csv.Error):
+                raise TransientError(
+                    f"Dotdigital's answer to {call_name(response)}, the fault report of import "
+                    f"{import_id}, is not readable UTF-8 CSV (garbled on the way, most likely); asking "
+                    "again usually gives a whole one."
+                ) from None
+
+        return await idempotent(report, retry=self._retry_reads)
 
     async def import_unsubscribed(self, emails: Sequence[str]) -> str:
         """One Contacts API v3 import creating (or updating) each address as unsubscribed; the import id.

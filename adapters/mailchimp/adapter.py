@@ -112,7 +112,10 @@ class MailchimpAdapter:
                 endpoint = self._settings.endpoint or f"https://{data_centre(key)}.api.mailchimp.com"
                 self._http = factory(endpoint.rstrip("/"))
                 self._client = MailchimpClient(
-                    self._http, api_key=key, max_connections=self._settings.max_connections
+                    self._http,
+                    api_key=key,
+                    max_connections=self._settings.max_connections,
+                    retry_reads=True,
                 )
             if self._list_id is None:
                 self._list_id = await self._find_audience(self._client)

@@ -13,8 +13,9 @@ a caller should not have to remember:
 - A batch's results archive lives at a pre-signed URL on another host (S3): it is fetched without the API
   key, which must go to Mailchimp alone.
 
-It never retries: it raises ``TransientError`` and the engine decides when to call again. How each answer
-maps to an error lives in ``errors.py``.
+It never repeats a change: it raises ``TransientError`` and the engine decides when to call again. Reads
+(GETs) alone are repeated here, page by page, with ``retry_reads`` (the adapter asks for it), so one
+failed page does not end a snapshot. How each answer maps to an error lives in ``errors.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 
-from adapters.common import decode_answer
+from adapters.common import decode_answer, idempotent
 from adapters.mailchimp import wire
 from adapters.mailchimp.errors import MailchimpError, raise_for
 from engine.errors import PermanentError, TransientError
@@ -102,6 +103,7 @@ class MailchimpClient:
         api_key: str,
         max_connections: int = MAX_CONNECTIONS,
         page_size: int = PAGE_SIZE,
+        retry_reads: bool = False,
     ) -> None:
         if not 1 <= page_size <= PAGE_SIZE:
             raise ValueError(f"page_size must be 1 to {PAGE_SIZE}, not {page_size}")
@@ -110,6 +112,7 @@ class MailchimpClient:
         self._key = api_key
         self._slots = asyncio.Semaphore(max_connections)
         self._page_size = page_size
+        self._retry_reads = retry_reads
 
     def __repr__(self) -> str:  # never show the key
         return f"MailchimpClient({self._http.base_url!s})"
@@ -134,7 +137,10 @@ class MailchimpClient:
         return response
 
     async def _json(self, type_: type[T], method: str, path: str, **kwargs: Any) -> T:
-        return _decode(await self._call(method, path, **kwargs), type_)
+        async def answer() -> T:
+            return _decode(await self._call(method, path, **kwargs), type_)
+
+        return await idempotent(answer, retry=self._retry_reads and method == "GET")
 
     async def _all(
         self,
@@ -262,20 +268,24 @@ class MailchimpClient:
 
     async def batch_results(self, url: str) -> list[wire.OperationResult]:
         """The per-operation results of a finished batch, from its pre-signed archive (no API key)."""
-        try:
-            response = await self._call("GET", url, signed=False)
-        except MailchimpError as refused:
-            raise PermanentError(
-                f"the results archive of a Mailchimp batch could not be read ({refused.status}); a finished "
-                "batch's archive expires after a while, so its operations must be written again"
-            ) from None
-        try:
-            return wire.read_batch_results(response.content)
-        except (tarfile.TarError, OSError, EOFError, msgspec.DecodeError, msgspec.ValidationError):
-            raise TransientError(
-                "a Mailchimp batch's results archive is not a whole .tar.gz of JSON (cut on the way, most "
-                "likely); fetching it again usually gives a whole one"
-            ) from None
+
+        async def results() -> list[wire.OperationResult]:
+            try:
+                response = await self._call("GET", url, signed=False)
+            except MailchimpError as refused:
+                raise PermanentError(
+                    f"the results archive of a Mailchimp batch could not be read ({refused.status}); a "
+                    "finished batch's archive expires after a while, so its operations must be written again"
+                ) from None
+            try:
+                return wire.read_batch_results(response.content)
+            except (tarfile.TarError, OSError, EOFError, msgspec.DecodeError, msgspec.ValidationError):
+                raise TransientError(
+                    "a Mailchimp batch's results archive is not a whole .tar.gz of JSON (cut on the way, "
+                    "most likely); fetching it again usually gives a whole one"
+                ) from None
+
+        return await idempotent(results, retry=self._retry_reads)
 
     # -- campaigns and reports ----------------------------------------------------------------------
     async def campaigns(self, list_id: str, *, sent_since: datetime) -> list[wire.Campaign]:

@@ -118,9 +118,11 @@ class WorkbooksAdapter:
                 make(settings.base_url) if make else budgeted_client(settings.base_url, self._context.budget)
             )
             if api_key is not None:
-                self._client = WorkbooksClient(http, api_key=api_key)
+                self._client = WorkbooksClient(http, api_key=api_key, retry_reads=True)
             else:
-                self._client = WorkbooksClient(http, username=settings.username, password=password)
+                self._client = WorkbooksClient(
+                    http, username=settings.username, password=password, retry_reads=True
+                )
             self._http = http
         return self._client
 

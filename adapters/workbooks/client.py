@@ -10,8 +10,10 @@ one place (`raise_for`). It follows `shared/reference/workbooks-api.md`. Decisio
   request (`response.next_request`). A chain longer than the cap is a `TransientError` (rate limiting).
 - With a username and password, the first call logs in; the `Workbooks-Session` cookie lives in the
   injected client's cookie jar. A lost session (`session_expired`, `no_session_found`, or a refused
-  authenticity token) logs in again once and repeats the call. Nothing else is retried and nothing
-  sleeps: transient errors go to the engine, which retries honouring `retry_after`.
+  authenticity token) logs in again once and repeats the call. Nothing sleeps and no change is
+  repeated: transient errors go to the engine, which retries honouring `retry_after`. Reads alone
+  are repeated here, page by page, when `retry_reads` is given (the adapter gives it), so that one
+  failed page does not end a snapshot of hundreds.
 - Secrets (API key, password) are removed from every message built from a server's text.
 """
 
@@ -27,6 +29,7 @@ from urllib.parse import urlencode
 import httpx
 import msgspec
 
+from adapters.common import idempotent
 from adapters.workbooks.wire import (
     MAX_BATCH,
     LoginSession,
@@ -175,12 +178,14 @@ class WorkbooksClient:
         username: str | None = None,
         password: str | None = None,
         application_name: str = "listsync",
+        retry_reads: bool = False,
     ) -> None:
         if (api_key is None) == (username is None or password is None):
             raise ValueError("give either api_key, or username and password")
         self._http, self._api_key = http, api_key
         self._username, self._password = username, password
         self._application_name = application_name
+        self._retry_reads = retry_reads
         self._secrets = tuple(s for s in (api_key, password) if s)
         self.session: LoginSession | None = None
 
@@ -227,16 +232,20 @@ class WorkbooksClient:
         for name, direction in sort or ():
             pairs += [("_sort[]", name), ("_dir[]", direction.upper())]
         pairs += [("_start", str(start)), ("_limit", str(limit))]  # _limit is ignored without _start
-        body = await self._call(controller, "GET", pairs)
-        if body.get("success") is False:
-            detail = redact(str(body.get("errors") or body.get("flash") or "no details"), self._secrets)
-            raise PermanentError(f"Workbooks refused to read {controller}: {detail}")
-        try:
-            return msgspec.convert(body, Page)
-        except msgspec.ValidationError as exc:
-            raise TransientError(
-                f"Workbooks answered a read of {controller} with an odd body: {exc}"
-            ) from exc
+
+        async def page() -> Page:
+            body = await self._call(controller, "GET", pairs)
+            if body.get("success") is False:
+                detail = redact(str(body.get("errors") or body.get("flash") or "no details"), self._secrets)
+                raise PermanentError(f"Workbooks refused to read {controller}: {detail}")
+            try:
+                return msgspec.convert(body, Page)
+            except msgspec.ValidationError as exc:
+                raise TransientError(
+                    f"Workbooks answered a read of {controller} with an odd body: {exc}"
+                ) from exc
+
+        return await idempotent(page, retry=self._retry_reads)
 
     async def read_all(
         self,
@@ -318,12 +327,16 @@ class WorkbooksClient:
         """Field names per type, keyed by controller path (`crm/people`), from `metadata/types.api`."""
         pairs: Pairs = [("class_names[]", name) for name in class_names]
         pairs += [("_select_columns[]", c) for c in ("class_name", "controller_path", "fields")]
-        body = await self._call("metadata/types", "GET", pairs)
-        try:
-            types = msgspec.convert(body.get("data"), list[MetadataType])
-        except msgspec.ValidationError as exc:
-            raise TransientError(f"Workbooks answered metadata/types with an odd body: {exc}") from exc
-        return {t.controller_path or t.class_name: tuple(f.name for f in t.fields) for t in types}
+
+        async def types() -> list[MetadataType]:
+            body = await self._call("metadata/types", "GET", pairs)
+            try:
+                return msgspec.convert(body.get("data"), list[MetadataType])
+            except msgspec.ValidationError as exc:
+                raise TransientError(f"Workbooks answered metadata/types with an odd body: {exc}") from exc
+
+        found = await idempotent(types, retry=self._retry_reads)
+        return {t.controller_path or t.class_name: tuple(f.name for f in t.fields) for t in found}
 
     # -- writes --
     async def write(self, controller: str, objects: Sequence[WriteObject]) -> list[WriteResult]:

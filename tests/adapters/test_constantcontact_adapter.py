@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -14,9 +12,7 @@ import pytest
 from adapters.constantcontact import wire
 from adapters.constantcontact.adapter import SELF_OPTED_OUT, ConstantContactAdapter
 from adapters.constantcontact.emulator import create_app
-from adapters.constantcontact.oauth import FileTokenStore
 from engine.budgets import Budgets
-from engine.contract import OAuthTokens
 from engine.errors import PermanentError
 from engine.plans import Change, Op
 from engine.ruleset import Limits
@@ -208,16 +204,6 @@ async def test_without_a_stored_grant_the_adapter_asks_for_listsync_auth() -> No
     async with opened(account(SEED), MemoryTokens(None)) as adapter:
         with pytest.raises(PermanentError, match="listsync auth constant-contact"):
             await adapter.version()
-
-
-@pytest.mark.asyncio
-async def test_the_file_token_store_round_trips_and_only_its_owner_reads_it(tmp_path: Path) -> None:
-    store = FileTokenStore(tmp_path / "cc" / "tokens.json")
-    assert await store.load() is None
-    await store.save(OAuthTokens("access-1", "refresh-1", 1234.5))
-    assert await store.load() == OAuthTokens("access-1", "refresh-1", 1234.5)
-    assert os.stat(store.path).st_mode & 0o077 == 0
-    assert "access-1" not in repr(store) + repr(await store.load())
 
 
 @pytest.mark.asyncio

@@ -1,9 +1,10 @@
 """End to end through the engine: a CRM in JSON Lines files synced to the Constant Contact emulator.
 
-The adapter is opened by the engine's session from a rule file, with its grant in the token file its
-settings name and the emulator reached through ``extras["esp_transport"]``: the first sync creates the
-lists (the campaign's and the master list), the custom fields and the contacts, a second plan is empty,
-and opt-outs made on either side end up on both.
+The adapter is opened by the engine's session from a rule file, with its grant in the rule set's
+state store (as `listsync auth constant-contact` leaves it) and the emulator reached through
+``extras["esp_transport"]``: the first sync creates the lists (the campaign's and the master list),
+the custom fields and the contacts, a second plan is empty, and opt-outs made on either side end up
+on both.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import pytest
 
 from adapters.constantcontact.emulator import create_app
 from adapters.constantcontact.emulator_state import ConstantContactState
-from adapters.constantcontact.oauth import FileTokenStore
 from engine.applying import apply_plan
 from engine.contract import OAuthTokens
 from engine.planning import make_plan
 from engine.plans import Plan, summarise
 from engine.rules_loading import load_rules
 from engine.session import open_sync
+from engine.store import StateStore
 from tests.adapters.test_constantcontact_contract import SCOPES, account
 from tests.files_world import World, crm_person
 
@@ -80,7 +81,8 @@ async def test_a_first_sync_then_opt_outs_from_both_sides(
     monkeypatch.setenv("CC_CLIENT_SECRET", state.knobs.client_secret)
     issued = state.grants.issue(SCOPES)
     tokens = OAuthTokens(str(issued["access_token"]), str(issued["refresh_token"]), time.time() + 86_400)
-    await FileTokenStore(tmp_path / ".listsync/constant-contact-tokens.json").save(tokens)
+    async with await StateStore.open(tmp_path / "state.sqlite3") as store:
+        await store.save_tokens("cc", "esp", "constant-contact", tokens)
 
     first = await _sync(tmp_path, state, apply=True)
     counts = summarise(first.ops)

@@ -502,6 +502,7 @@ def test_the_sandbox_serves_a_loopback_authorization_flow_and_the_api_over_a_rea
             "redirect_uri": redirect,
             "response_type": "code",
             "scope": SCOPES,
+            "state": "s",
         }
         back = http.get("/oauth2/default/v1/authorize", params=params)
         code = parse_qs(urlsplit(back.headers["location"]).query)["code"][0]
