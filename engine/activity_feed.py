@@ -26,7 +26,8 @@ class ActivityEvent(Struct, frozen=True, omit_defaults=True):
     """One thing one recipient did with one ESP campaign.
 
     `lists` are the ESP lists the campaign was sent to; `campaign_name` names it for people.
-    `bounce` is "hard" or "soft" for a bounce; `url` is the link of a click.
+    `bounce` is "hard" or "soft" for a bounce, and `bounce_code` the vendor's own code for it when
+    it gives one (Constant Contact: B, D, F, S, V, X or Z); `url` is the link of a click.
     """
 
     key: str
@@ -38,6 +39,7 @@ class ActivityEvent(Struct, frozen=True, omit_defaults=True):
     lists: tuple[str, ...]
     url: str | None = None
     bounce: str | None = None
+    bounce_code: str | None = None
 
 
 class CampaignTotals(Struct, frozen=True, omit_defaults=True):

@@ -9,6 +9,13 @@ A cursor may overlap the window read before (against clock skew), so the keys of
 latest events (those within `RECENT` of its newest) are kept, and an event with one of them is not
 planned again; an older one re-read is harmless too, as the CRM adapter writes each key once.
 
+Hard bounces: with `undeliverable` given (the rules' `consent.undeliverable_to_crm`), a synced
+contact's hard bounce also marks their CRM email undeliverable (`mark_undeliverable_crm`, once per
+contact and only if it is not already), whatever `activity.record` says. Dotdigital and Mailchimp say
+so on the contact too, which the diff reads; Constant Contact keeps no bounce status on a contact, so
+its feed is the only place a hard bounce shows. Like an activity, a mark the CRM refuses is reported
+and not planned again from the same event.
+
 Totals: an ESP reports a campaign's totals to date, and a CRM campaign may be sent by several ESP
 campaigns, so `ActivityState` keeps the latest totals of every ESP campaign seen and, per CRM
 campaign, the sums last written there. A CRM campaign gets an op whenever its sums differ from what
@@ -17,7 +24,7 @@ was last written, so a write that failed is tried again on the next run, new act
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -29,6 +36,7 @@ from engine.ruleset import Activity
 from engine.values import Value
 
 TOTALS_REASON = "campaign totals from the ESP"
+HARD_BOUNCE_REASON = "hard bounce in the ESP"
 RECENT = timedelta(days=1)
 
 
@@ -44,16 +52,22 @@ def activity_ops(
     campaign_of_list: Mapping[str, str],
     member_lists: Mapping[str, frozenset[str]],
     stored: ActivityState,
+    *,
+    undeliverable: Collection[str] | None = None,
 ) -> ActivityPlan:
     """The CRM ops for `feed`. `campaign_of_list`: ESP list -> CRM campaign key, for integrated
-    campaigns; `member_lists`: email -> the lists of that contact's base record, for synced contacts."""
+    campaigns; `member_lists`: email -> the lists of that contact's base record, for synced contacts.
+    `undeliverable`: when hard bounces mark the CRM, the contacts already marked (or being marked)."""
     wanted = frozenset(rules.record)
+    fresh = [e for e in feed.events if e.email in member_lists and e.key not in stored.recent]
     ops = [
         op
-        for event in feed.events
-        if event.type in wanted and event.email in member_lists and event.key not in stored.recent
+        for event in fresh
+        if event.type in wanted
         for op in _event_ops(event, campaign_of_list, member_lists[event.email])
     ]
+    if undeliverable is not None:
+        ops.extend(_hard_bounce_ops(fresh, undeliverable))
     newest = max((event.at for event in feed.events), default=None)
     recent = frozenset(e.key for e in feed.events if newest is not None and e.at >= newest - RECENT)
     esp = {**stored.esp, **{totals.campaign: totals for totals in feed.totals}}
@@ -83,8 +97,12 @@ def _event_ops(event: ActivityEvent, campaign_of_list: Mapping[str, str], lists:
     details: dict[str, Value] = {"type": event.type, "at": event.at.isoformat()}
     if event.url:
         details["url"] = event.url
+    if event.bounce_code:
+        details["bounce_code"] = event.bounce_code
     label = f"{event.bounce} bounce" if event.type == "bounce" and event.bounce else event.type
-    reason = f"{label.capitalize()}: {event.campaign_name or event.campaign}"
+    if event.type == "bounce":
+        label += _code(event)
+    reason = f"{label[:1].upper()}{label[1:]}: {event.campaign_name or event.campaign}"
     return [
         Op(
             "record_activity",
@@ -98,6 +116,23 @@ def _event_ops(event: ActivityEvent, campaign_of_list: Mapping[str, str], lists:
         )
         for campaign in campaigns
     ]
+
+
+def _hard_bounce_ops(events: Iterable[ActivityEvent], marked: Collection[str]) -> list[Op]:
+    """One `mark_undeliverable_crm` per contact with a hard bounce among `events`, unless `marked`."""
+    first: dict[str, ActivityEvent] = {}
+    for event in events:
+        if event.type == "bounce" and event.bounce == "hard" and event.email not in marked:
+            first.setdefault(event.email, event)
+    return [
+        Op("mark_undeliverable_crm", email, reason=f"{HARD_BOUNCE_REASON}{_code(event)} on "
+           f"{event.campaign_name or event.campaign!r}")
+        for email, event in first.items()
+    ]  # fmt: skip
+
+
+def _code(event: ActivityEvent) -> str:
+    return f" (code {event.bounce_code})" if event.bounce_code else ""
 
 
 def _sums(totals: Iterable[CampaignTotals], campaign_of_list: Mapping[str, str]) -> dict[str, Sums]:

@@ -8,7 +8,7 @@ cursors table, as JSON under the ESP side's `activity` stream.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
@@ -24,8 +24,11 @@ from engine.session import Sync
 ACTIVITY_STREAM = "activity"
 
 
-async def plan_activity(sync: Sync, campaigns: Sequence[Campaign]) -> ActivityPlan | None:
-    """The activity ops since the stored cursor; None when the ESP adapter reports no activity."""
+async def plan_activity(
+    sync: Sync, campaigns: Sequence[Campaign], marked: Collection[str] = ()
+) -> ActivityPlan | None:
+    """The activity ops since the stored cursor; None when the ESP adapter reports no activity.
+    `marked`: contacts the rest of the plan already marks undeliverable in the CRM."""
     if not sync.esp_capabilities.activity:
         return None
     rules = sync.rules
@@ -34,8 +37,13 @@ async def plan_activity(sync: Sync, campaigns: Sequence[Campaign]) -> ActivityPl
     feed = await cast(ActivitySource, sync.esp).activity(stored.cursor, since)
     base = await sync.store.load_base_rows(sync.name, {event.email for event in feed.events})
     member_lists = {email: record.lists for email, (record, _, _) in base.items()}
+    undeliverable = None
+    if rules.consent.undeliverable_to_crm:
+        undeliverable = {*marked, *(email for email, (record, _, _) in base.items() if record.undeliverable)}
     campaign_of_list = ListNamer(rules, campaigns).campaign_of_list
-    return activity_ops(feed, rules.activity, campaign_of_list, member_lists, stored)
+    return activity_ops(
+        feed, rules.activity, campaign_of_list, member_lists, stored, undeliverable=undeliverable
+    )
 
 
 async def load_activity_state(sync: Sync) -> ActivityState:

@@ -16,7 +16,10 @@ Two things a service needs that a plain limiter (aiolimiter, used here before) d
   does not get a fresh burst for the current period.
 
 The bucket holds `capacity` calls and leaks `rate` a second; `bucket()` chooses them so that no
-window of the vendor's period holds more than its budget.
+window of the vendor's period holds more than its budget. A vendor that also caps calls per day
+(Constant Contact: 4 a second and 10,000 a day) gets a second bucket over a day (`daily_calls`),
+which every call of the account takes from too; it is kept in the registry as an account of its
+own, `"<account> per day"`, so its level is saved, restored and reported like any other.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import anyio.lowlevel
 from engine.contract import Capabilities
 from engine.ruleset import Limits, duration_seconds
 
+DAY = 86_400.0
 LANES = ("opt_out", "membership", "fields", "activity")
 FIELDS_LANE = 2
 _LANE: ContextVar[int] = ContextVar("budget_lane", default=FIELDS_LANE)
@@ -81,6 +85,7 @@ class Budget:
     account: str
     capacity: float | None = None
     rate: float = 1.0  # calls leaked a second
+    daily: Budget | None = None  # the account's per-day bucket, when the vendor has one
     used: int = 0
     level: float = 0.0
     _at: float | None = None  # event-loop time of the last leak
@@ -89,6 +94,8 @@ class Budget:
     _tickets: Iterator[int] = field(default_factory=itertools.count)
 
     async def acquire(self, amount: float = 1) -> None:
+        if self.daily is not None:
+            await self.daily.acquire(amount)  # the day's budget first: it is the one that runs out
         if self.capacity is not None:
             wanted = min(amount, self.capacity)
             await self._turn()
@@ -170,6 +177,11 @@ class Budgets:
             shape = _shape(limits, capabilities) if self.enabled else None
             if shape is not None:
                 budget.capacity, budget.rate = shape
+            daily = limits.daily_calls or capabilities.daily_calls
+            if self.enabled and daily is not None:
+                size, seconds = bucket(daily, DAY, None)
+                budget.daily = Budget(f"{account} per day", size, size / seconds)
+                self._budgets[budget.daily.account] = budget.daily
             self._budgets[account] = budget
         return budget
 

@@ -83,7 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--esp",
         default="dotdigital",
-        help="which demo: dotdigital (Workbooks and Dotdigital, the default) or files",
+        help=(
+            "which demo: dotdigital (Workbooks and Dotdigital, the default), constant-contact "
+            "(Workbooks and Constant Contact), mailchimp (Workbooks and Mailchimp) or files"
+        ),
     )
     demo.add_argument("--dir", type=Path, default=None, help="where the demo keeps its data")
     return parser

@@ -45,6 +45,8 @@ class Capabilities(Struct, frozen=True):
     max_lists: int | None = None
     calls: int | None = None
     period_seconds: float = 1.0
+    # Vendors that also cap calls per day (Constant Contact: 10,000): a second budget over a day.
+    daily_calls: int | None = None
     # CRM adapters: the longest value each campaign field can hold, for list-name length checks.
     campaign_field_lengths: dict[str, int] = {}
     # ESP adapters: the vendor refuses field and list changes for a suppressed contact
@@ -186,12 +188,15 @@ class DemoSetup:
     """What a `listsync demo` kit prepared: the rule file, and how the engine reaches the sides.
 
     `extras` go to the session (e.g. transports to in-process emulators); `budgets`, when set,
-    replaces the rules' call budgets; `explore` tells a person how to carry on by hand.
+    replaces the rules' call budgets; `grants` are OAuth grants an emulator issued, which the demo
+    stores for those sides as `listsync auth` would before the first sync; `explore` tells a person
+    how to carry on by hand.
     """
 
     rules: Path
     extras: dict[str, Any] = field(default_factory=dict)
     budgets: Budgets | None = None
+    grants: dict[Side, OAuthTokens] = field(default_factory=dict)
     explore: str = ""
 
 

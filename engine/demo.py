@@ -5,7 +5,9 @@ sides and a rule file (vendor kits start their emulators in-process and route th
 and can then change both sides the way people do between syncs. The demo plans and applies the
 initial sync, applies a round of edits from both sides, runs the four processes one by one as the
 service would (each with its own plan), and finally shows that, once a person settles any conflict
-it parked, planning again finds nothing left to do.
+it parked, planning again finds nothing left to do. An OAuth grant the kit's emulator issued is
+stored where `listsync auth` stores one (the rule set side's row in the state store), so the adapter
+signs in and refreshes as it does for real.
 """
 
 from __future__ import annotations
@@ -18,14 +20,15 @@ from rich.console import Console
 from rich.rule import Rule
 
 from engine.commands import apply_with_progress, print_follow_report, print_report
-from engine.contract import DemoSetup
+from engine.contract import DemoSetup, OAuthTokens
 from engine.following import follow_jobs
 from engine.planning import make_plan
 from engine.processes import DESCRIPTIONS, PROCESSES
 from engine.rendering import render
 from engine.rules_loading import LoadedRules, load_rules
-from engine.ruleset import ProcessName
+from engine.ruleset import ProcessName, Side
 from engine.session import open_sync
+from engine.store import SideTokens, StateStore
 
 SHOWN = 25
 
@@ -50,6 +53,7 @@ async def run_demo(kit: DemoKit, out: Console, err: Console, directory: Path | N
     out.print(Rule(f"listsync demo: {kit.title}"))
     async with kit.setup(directory) as setup:
         loaded = load_rules(setup.rules)
+        await _store_grants(loaded, setup.grants)
         out.print(f"Rules: {setup.rules}\n")
         await _round(loaded, setup, "1. Initial sync: plan, then apply", out, err)
         edits = await kit.change_both_sides(setup.rules.parent)
@@ -74,6 +78,15 @@ async def run_demo(kit: DemoKit, out: Console, err: Console, directory: Path | N
         render(final, out)
         out.print(f"\n{setup.explore or f'Explore it yourself: listsync plan {setup.rules}'}")
         return 0 if not final.has_changes else 1
+
+
+async def _store_grants(loaded: LoadedRules, grants: dict[Side, OAuthTokens]) -> None:
+    if not grants:
+        return
+    async with await StateStore.open(loaded.state_path) as store:
+        for side, tokens in grants.items():
+            adapter = (loaded.rules.crm if side == "crm" else loaded.rules.esp).adapter
+            await SideTokens(store, loaded.rules.name, side, adapter).save(tokens)
 
 
 async def _round(

@@ -60,7 +60,8 @@ async def make_plan(sync: Sync, *, incremental: bool = False, process: ProcessNa
     result = reconcile(rules, crm, esp, base, managed, _account(sync, esp_snapshot))
     stops = await _safety(sync, result.ops, base, index.records)
     ops = list(result.ops)
-    activity = await plan_activity(sync, campaigns) if process in (None, "activity") else None
+    marked = {str(op.email) for op in ops if op.kind == "mark_undeliverable_crm"}
+    activity = await plan_activity(sync, campaigns, marked) if process in (None, "activity") else None
     if activity is not None:
         ops += activity.ops
     whole = Plan(

@@ -72,6 +72,7 @@ class Limits(_Rules, frozen=True, forbid_unknown_fields=True, kw_only=True):
     calls: Positive | None = None
     period: Duration = "1s"
     burst: Positive | None = None
+    daily_calls: Positive | None = None  # a second budget, over a day, that the same calls count against
     batch_size: Positive | None = None
     max_lists: Positive | None = None
     fields: FieldLimits = FieldLimits()

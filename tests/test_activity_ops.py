@@ -112,3 +112,33 @@ def test_events_the_last_read_planned_are_not_planned_again_from_the_overlap() -
     assert first.state.recent == {event("a@x.com").key}  # "old" is too far behind to be re-read
     again = activity_ops(feed(event("a@x.com"), event("b@x.com")), Activity(), LISTS, members, first.state)
     assert [op.email for op in again.ops] == ["b@x.com"]
+
+
+def test_a_bounce_keeps_the_vendors_code_in_its_details_and_its_name() -> None:
+    members = {"a@x.com": frozenset({"Spring"})}
+    bounce = event("a@x.com", "bounce", bounce="soft", bounce_code="F")
+    [op] = activity_ops(feed(bounce), Activity(), LISTS, members, ActivityState()).ops
+    assert op.changes["bounce_code"].new == "F"
+    assert op.reason == "Soft bounce (code F): Spring offer"
+
+
+def test_a_hard_bounce_marks_the_crm_undeliverable_once_unless_already_marked() -> None:
+    members = {email: frozenset({"Spring"}) for email in ("a@x.com", "b@x.com", "c@x.com", "d@x.com")}
+    bounces = [
+        msgspec.structs.replace(event(email, "bounce", bounce=kind, bounce_code=code), key=f"{email}:{n}")
+        for n, (email, kind, code) in enumerate([
+            ("a@x.com", "hard", "B"), ("a@x.com", "hard", "D"), ("b@x.com", "soft", "F"),
+            ("c@x.com", "hard", "S"), ("d@x.com", "hard", None),
+        ])
+    ]  # fmt: skip
+    # Whatever activity.record says: here bounces are not even recorded as activities.
+    rules = Activity(record=("open",))
+    planned = activity_ops(feed(*bounces), rules, LISTS, members, ActivityState(), undeliverable={"c@x.com"})
+    assert [(op.kind, op.email, op.reason) for op in planned.ops] == [
+        ("mark_undeliverable_crm", "a@x.com", "hard bounce in the ESP (code B) on 'Spring offer'"),
+        ("mark_undeliverable_crm", "d@x.com", "hard bounce in the ESP on 'Spring offer'"),
+    ]
+    # Not planned again from the overlap of the next read, and never without the rules asking.
+    again = activity_ops(feed(*bounces), rules, LISTS, members, planned.state, undeliverable=set())
+    assert again.ops == []
+    assert activity_ops(feed(*bounces), rules, LISTS, members, ActivityState()).ops == []

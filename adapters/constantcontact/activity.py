@@ -14,7 +14,8 @@ overlap) and hands this module the window's start. Why the read looks the way it
   ``constant-contact:{campaign}:{contact}:{kind}:{time}`` (clicks add the url id); events of one contact,
   kind and second are told apart by ``#2``, ``#3``... in the order read.
 - Bounce codes B (no such address), D (undeliverable) and S (suspended) are hard bounces, the engine's
-  undeliverable; F, V, X and Z soft.
+  undeliverable; F (mailbox full), V (vacation), X (other) and Z (blocked) soft. The code goes with the
+  event (``bounce_code``), so the CRM's activity says which it was.
 - Totals come from ``/reports/stats/email_campaigns`` (ten campaigns a call): every open and click
   (``em_opens_all``, ``em_clicks_all``), so a campaign's totals agree with the events its feed gives.
 """
@@ -111,9 +112,10 @@ class _Events:
         self._given[key] += 1
         if self._given[key] > 1:
             key = f"{key}#{self._given[key]}"
-        bounce = None
+        bounce = code = None
         if kind == "bounce":
-            bounce = "hard" if (item.bounce_code or "").upper() in HARD_BOUNCES else "soft"
+            code = (item.bounce_code or "").upper() or None
+            bounce = "hard" if code in HARD_BOUNCES else "soft"
         self.events.append(
             ActivityEvent(
                 key=key,
@@ -125,6 +127,7 @@ class _Events:
                 lists=self._lists,
                 url=item.link_url if kind == "click" else None,
                 bounce=bounce,
+                bounce_code=code,
             )
         )
 

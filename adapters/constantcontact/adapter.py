@@ -28,8 +28,8 @@ Why it looks the way it does:
   out since the start of the current UTC day (the same limits as the Dotdigital adapter's token).
 - Auth: OAuth2 bearer tokens (``oauth.py``) from the engine's token store, the rule set side's grant in
   the state store; `listsync auth constant-contact` (``authorize.py``) stores the first one.
-- Rate: 4 calls a second (``Capabilities``); the vendor's 10,000 a day cannot be said in one window, so
-  rules should set ``[esp.limits]`` for long runs, and a 429 says when the daily budget may be spent.
+- Rate: 4 calls a second and 10,000 a day (``Capabilities.calls`` and ``daily_calls``: the engine keeps a
+  bucket for each); a 429 may still come when another application of the account spent the day.
 """
 
 from __future__ import annotations
@@ -135,6 +135,7 @@ class ConstantContactAdapter:
             frozen_when_suppressed=True,
             calls=4,
             period_seconds=1.0,
+            daily_calls=10_000,
             writes=WRITES,
             activity=True,
         )
@@ -346,7 +347,8 @@ class ConstantContactAdapter:
         return await api.put_contact(contact_id, body)
 
     async def _upserts(self, api: ConstantContactClient, ops: Sequence[Op]) -> list[Outcome]:
-        """Resubscribes one by one; every other upsert in imports into the master list."""
+        """Resubscribes one by one (then their fields with the rest); every other upsert in imports
+        into the master list."""
         outcomes: list[Outcome | None] = [None] * len(ops)
         pending: list[int] = []
         for index, op in enumerate(ops):
@@ -354,7 +356,9 @@ class ConstantContactAdapter:
             if refusal is not None:
                 outcomes[index] = Outcome(False, refusal)
             elif "opted_out" in op.changes:
-                outcomes[index] = await self._resubscribe(api, op)
+                resubscribed = outcomes[index] = await self._resubscribe(api, op)
+                if resubscribed.ok and len(op.changes) > 1:
+                    pending.append(index)  # the fields that changed while they were opted out
             else:
                 pending.append(index)
         if pending:

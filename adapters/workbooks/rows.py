@@ -62,7 +62,7 @@ ACTIVITY_TYPES = {
     "form": "Form Submission",
 }
 ACTIVITY_FIELDS = {"url": "url", "name": "name", "action_name": "action_name", "source": "source"}
-ACTIVITY_FIELDS |= {"medium": "medium", "at": "activity_datetime"}
+ACTIVITY_FIELDS |= {"medium": "medium", "at": "activity_datetime", "bounce_code": "action_name"}
 
 
 @dataclass(frozen=True)

@@ -42,13 +42,15 @@ async def test_an_account_opt_out_reads_as_admin_and_a_resubscribe_lifts_it() ->
     ada = state.contact_by_email("ada@example.com")
     assert ada is not None
     state.unsubscribe(ada, "Account")
+    # The fields that changed while she was opted out come with the resubscribe, and are written too.
+    changes = {"opted_out": Change(True, False), "FIRSTNAME": Change("Ada", "Adeline")}
     async with opened(state) as adapter:
         before = AdapterContract.emails(await adapter.snapshot())["ada@example.com"]
-        op = Op("upsert_contact", "ada@example.com", changes={"opted_out": Change(True, False)})
+        op = Op("upsert_contact", "ada@example.com", changes=changes)
         outcomes = await write(adapter, "upsert_contact", [op])
         after = AdapterContract.emails(await adapter.snapshot())["ada@example.com"]
     assert before.opted_out and before.opt_out_reason == "admin"
-    assert outcomes[0].ok and not after.opted_out
+    assert outcomes[0].ok and not after.opted_out and after.values["FIRSTNAME"] == "Adeline"
     assert ada.permission == "explicit"
 
 
