@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from engine.errors import ListsyncError, RulesError, SafetyStop, StalePlanError
+from engine.logs import show_warnings
 from engine.processes import DESCRIPTIONS, PROCESSES
 from engine.registry import UnknownAdapter
 
@@ -68,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emulate.add_argument(
         "--contacts", type=_count, metavar="N", help="generate N contacts instead of the default (0: empty)"
+    )
+    emulate.add_argument(
+        "--unlimited",
+        action="store_true",
+        help="lift the vendor's call rate limits (long crash and soak tests; listsync still paces itself)",
     )
     emulate.add_argument(
         "--state-file", type=Path, metavar="PATH", help="write the emulator's state there (JSON) on shutdown"
@@ -123,6 +129,8 @@ def _process_option(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "run":
+        show_warnings()
     # soft_wrap: a plan line is never broken in two, whatever the width (or a pipe's 80 columns).
     # emoji off: rich would print "rules.toml:100:3" as "rules.toml💯3".
     out = Console(highlight=False, soft_wrap=True, emoji=False)

@@ -135,6 +135,7 @@ async def emulate(args: argparse.Namespace, out: Console, err: Console) -> int:
         out,
         faults=args.faults,
         contacts=args.contacts,
+        unlimited=args.unlimited,
         state_file=args.state_file,
     )
     return 0

@@ -34,10 +34,18 @@ GROUP = "listsync.emulators"
 class Sandbox(Protocol):
     """An emulator, its data generated from `seed`, and what to tell a person about reaching it.
     `faults` is a fault spec (PermanentError when it cannot be used); `contacts` how many records to
-    generate instead of the sandbox's default (0: none)."""
+    generate instead of the sandbox's default (0: none); `unlimited` lifts the vendor's call rate
+    limits (a long crash or soak test makes more calls than an hour allows; listsync's own budget
+    still paces it)."""
 
     def __call__(
-        self, *, base_url: str, seed: int, faults: str | None = None, contacts: int | None = None
+        self,
+        *,
+        base_url: str,
+        seed: int,
+        faults: str | None = None,
+        contacts: int | None = None,
+        unlimited: bool = False,
     ) -> tuple[Callable[..., Any], list[str]]: ...
 
 
@@ -76,13 +84,15 @@ async def serve(
     *,
     faults: str | None = None,
     contacts: int | None = None,
+    unlimited: bool = False,
     state_file: Path | None = None,
 ) -> None:
     """Serve emulator `name` on `host:port` until interrupted (Ctrl-C, SIGTERM); then write its state
     to `state_file` when given."""
     make = sandbox(name)
     # Only the options given are passed on, so a sandbox without faults or sizes still serves.
-    options: dict[str, Any] = {k: v for k, v in (("faults", faults), ("contacts", contacts)) if v is not None}
+    given = (("faults", faults), ("contacts", contacts), ("unlimited", unlimited or None))
+    options: dict[str, Any] = {k: v for k, v in given if v is not None}
     refused = [k for k in options if k not in inspect.signature(make).parameters]
     if refused:
         raise PermanentError(f"the {name} emulator does not take --{', --'.join(refused)}")

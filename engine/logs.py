@@ -64,3 +64,22 @@ def setup_logging(log_format: LogFormat = "text", stream: TextIO | None = None) 
     LOGGER.setLevel(logging.INFO)
     LOGGER.propagate = False
     return handler
+
+
+def show_warnings() -> None:
+    """For the one-shot commands: listsync's warnings (a retried call) and errors on stderr as text,
+    unless a handler is set already. The service sets its own (`setup_logging`)."""
+    if not LOGGER.handlers:
+        handler = _Stderr()
+        handler.setFormatter(TextFormatter())
+        handler.setLevel(logging.WARNING)
+        LOGGER.addHandler(handler)
+        LOGGER.propagate = False
+
+
+class _Stderr(logging.StreamHandler[TextIO]):
+    """A handler on whatever `sys.stderr` is when a record comes (a test may have swapped it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from engine.applying import apply_plan, describe_error
 from engine.following import follow_jobs
+from engine.logs import log_event
 from engine.planning import make_plan
 from engine.plans import Plan, encode_plan
 from engine.ruleset import ProcessName, duration_seconds
@@ -60,6 +61,8 @@ async def run_process(sync: Sync, process: ProcessName, *, incremental: bool) ->
         await sync.store.decide_plan(approved.id, "applied", expected=("approved",))
         override = True
     wait = duration_seconds(sync.rules.service.job_wait)
+    if plan.ops:  # an apply can take minutes (imports): say it began, not only when it ends
+        log_event("run applying", rule_set=sync.name, process=process, ops=plan.summary())
     report = await apply_plan(sync, plan, override_safety=override, job_wait=wait)
     outcome = "ok" if not report.rejected and not report.pending else "partial"
     return RunResult(report.run_id, outcome, plan.summary(), dict(report.reasons), report.calls)

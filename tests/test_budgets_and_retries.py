@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 
 import anyio
 import anyio.lowlevel
@@ -11,6 +13,7 @@ import pytest
 from engine.budgets import Budget, Budgets, lane
 from engine.contract import Capabilities
 from engine.errors import PermanentError, TransientError
+from engine.logs import LOGGER, setup_logging
 from engine.retrying import with_retries
 from engine.ruleset import Limits
 
@@ -68,9 +71,21 @@ async def test_transient_errors_are_retried_honouring_retry_after() -> None:
             raise TransientError("rate limited", retry_after=30)
         return "done"
 
-    assert await with_retries(flaky) == "done"
+    stream = io.StringIO()
+    handler = setup_logging("json", stream)
+    try:
+        assert await with_retries(flaky) == "done"
+    finally:
+        LOGGER.removeHandler(handler)
     assert len(attempts) == 3
     assert attempts[1] - attempts[0] >= 30 and attempts[2] - attempts[1] >= 30
+    # Each retry is one of listsync's own JSON events, not stamina's bare line.
+    logged = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(e["event"], e["level"], e["attempt"], e["wait"]) for e in logged] == [
+        ("call retried", "warning", 1, 30.0),
+        ("call retried", "warning", 2, 30.0),
+    ]
+    assert logged[0]["error"] == "rate limited"
 
 
 async def test_permanent_errors_are_not_retried() -> None:

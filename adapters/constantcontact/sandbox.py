@@ -15,13 +15,18 @@ SCOPES = "contact_data campaign_data offline_access"
 
 
 def sandbox(
-    *, base_url: str, seed: int, faults: str | None = None, contacts: int | None = None
+    *,
+    base_url: str,
+    seed: int,
+    faults: str | None = None,
+    contacts: int | None = None,
+    unlimited: bool = False,
 ) -> tuple[Any, list[str]]:
     """An account of a few thousand contacts (or `contacts`; 0 for an empty account, without lists or
     custom fields) in a few lists, some opted out, with campaign activity, behind the faults of the
     spec `faults`; and a grant issued already so that calls can be made at once. Its clock starts
     now, so the adapter's cursors (local time) and the account's dates agree."""
-    knobs = Knobs()
+    knobs = Knobs(rate_limited=not unlimited)
     state = ConstantContactState(knobs, seed=seed, started_at=datetime.now(UTC))
     if contacts != 0:
         generate(state, seed=seed, contacts=3000 if contacts is None else contacts, lists=4)

@@ -13,12 +13,18 @@ from adapters.emulation.layer import apply_spec, control_lines
 
 
 def sandbox(
-    *, base_url: str, seed: int, faults: str | None = None, contacts: int | None = None
+    *,
+    base_url: str,
+    seed: int,
+    faults: str | None = None,
+    contacts: int | None = None,
+    unlimited: bool = False,
 ) -> tuple[Any, list[str]]:
     """An account of a few thousand contacts (or `contacts`) in address books, some suppressed, with
-    activity, behind the faults of the spec `faults`. Its clock starts now, so the adapter's cursors
-    (local time) and the account's dates agree."""
-    knobs = Knobs(api_endpoint=base_url)
+    activity, behind the faults of the spec `faults`, limited to the flat 2,000 calls an hour unless
+    `unlimited`. Its clock starts now, so the adapter's cursors (local time) and the account's dates
+    agree."""
+    knobs = Knobs(api_endpoint=base_url, rate_scheme="none" if unlimited else "flat")
     state = DotdigitalState(knobs, seed=seed, started_at=datetime.now(UTC))
     if contacts != 0:
         generate(state, seed=seed, contacts=3000 if contacts is None else contacts, address_books=4)

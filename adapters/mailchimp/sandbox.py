@@ -13,12 +13,18 @@ from adapters.mailchimp.emulator_state import MailchimpState
 
 
 def sandbox(
-    *, base_url: str, seed: int, faults: str | None = None, contacts: int | None = None
+    *,
+    base_url: str,
+    seed: int,
+    faults: str | None = None,
+    contacts: int | None = None,
+    unlimited: bool = False,
 ) -> tuple[Any, list[str]]:
     """An audience of a few thousand members (or `contacts`) in a few tags, some unsubscribed, cleaned
-    or archived, with campaign activity, behind the faults of the spec `faults`. With no contacts the
-    audience is there, empty, with neither tags nor campaigns: the adapter needs one audience to sync
-    into. Its clock starts now, so the adapter's cursors and the account's dates agree."""
+        or archived, with campaign activity, behind the faults of the spec `faults`. With no contacts the
+        audience is there, empty, with neither tags nor campaigns: the adapter needs one audience to sync
+        into. Its clock starts now, so the adapter's cursors and the account's dates agree. Mailchimp limits
+    connections, not calls, so `unlimited` changes nothing: the 10-connection cap stays."""
     state = MailchimpState(seed=seed, started_at=datetime.now(UTC))
     if contacts == 0:
         audience = generate(state, seed=seed, members=0, tags=0, campaigns=0)

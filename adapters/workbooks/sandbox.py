@@ -12,11 +12,17 @@ from adapters.workbooks.emulator_state import DEFAULT_API_KEY, WorkbooksState
 
 
 def sandbox(
-    *, base_url: str, seed: int, faults: str | None = None, contacts: int | None = None
+    *,
+    base_url: str,
+    seed: int,
+    faults: str | None = None,
+    contacts: int | None = None,
+    unlimited: bool = False,
 ) -> tuple[Any, list[str]]:
     """A CRM of a few thousand people and leads (or `contacts`, a quarter of them leads) in a handful of
-    campaigns, some opted out, behind the faults of the spec `faults`. With no contacts it has no open
-    campaigns either, but it has the custom fields the example rules map."""
+        campaigns, some opted out, behind the faults of the spec `faults`. With no contacts it has no open
+        campaigns either, but it has the custom fields the example rules map. It never rate-limits (its
+    redirect knobs are off), so `unlimited` changes nothing."""
     state = WorkbooksState(seed=seed)
     if contacts is None:
         generate(state, seed=seed)

@@ -90,3 +90,14 @@ def test_the_mailchimp_emulator_answers_over_a_real_socket() -> None:
 def test_only_loopback_addresses_are_served() -> None:
     with pytest.raises(PermanentError, match="loopback"):
         loopback_socket("0.0.0.0", 0)
+
+
+def test_unlimited_lifts_the_vendors_call_rates_only() -> None:
+    from adapters.constantcontact.sandbox import sandbox as constantcontact
+    from adapters.dotdigital.sandbox import sandbox as dotdigital
+
+    for unlimited, scheme in ((False, "flat"), (True, "none")):
+        app, _ = dotdigital(base_url="http://127.0.0.1:1", seed=1, contacts=0, unlimited=unlimited)
+        assert app.state.dotdigital.knobs.rate_scheme == scheme
+        app, _ = constantcontact(base_url="http://127.0.0.1:1", seed=1, contacts=0, unlimited=unlimited)
+        assert app.state.constantcontact.knobs.rate_limited is not unlimited
