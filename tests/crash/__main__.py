@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tests.crash.esps import ESPS
 from tests.crash.running import crash_test
 
 # Faults the crashed world's emulators add to the kills: transient errors and dropped or cut answers.
@@ -18,6 +19,12 @@ DEFAULT_FAULTS = "500=0.02,503=0.02,429=0.02,drop=0.02,malformed=0.02,retry_afte
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bin/crash-test", description=__doc__)
+    parser.add_argument(
+        "--esp",
+        choices=sorted(ESPS),
+        default="dotdigital",
+        help="the ESP beside Workbooks (default: %(default)s)",
+    )
     parser.add_argument("--kills", type=int, default=200, help="SIGKILLs in all (default 200)")
     parser.add_argument("--contacts", type=int, default=1000, help="CRM people and leads (default 1000)")
     parser.add_argument("--seed", type=int, default=1)
@@ -31,7 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="listsync-crash-") as temporary:
         root = args.dir or Path(temporary)
         report = crash_test(
-            root, kills=args.kills, contacts=args.contacts, seed=args.seed, faults=args.faults or None
+            root,
+            esp=args.esp,
+            kills=args.kills,
+            contacts=args.contacts,
+            seed=args.seed,
+            faults=args.faults or None,
         )
     for line in report.lines():
         print(line)
