@@ -10,8 +10,8 @@ The ESP's part of each dump is read through its `CrashEsp` (`tests/crash/esp.py`
 - Every job accounted for: every bulk job the emulator ran (Dotdigital imports and deletions,
   Constant Contact activities, Mailchimp batches) is in the state store, ended; or it was submitted
   in the instant between the vendor's answer and the store's write when a kill came (no vendor lets
-  a client name a job before it exists), and its rows were planned and written again by a later run,
-  which the equal end state proves.
+  a client name a job before it exists): the harness runs such a job to its end at once, as the
+  vendor would, and the equal end state proves its rows did no harm and the rest were written again.
 - The end state equals the twin's, but for ids, dates and the jobs it took
   (`adapters.emulation.dumps.comparable`), and the ESP fields the rules do not map.
 """

@@ -3,9 +3,10 @@
 
 A `CrashEsp` is bound to one world's `listsync emulate NAME` process. It points the example rule set
 at that emulator (`rules_edits`, `secrets`, and `authorise` for a vendor that signs in with OAuth2),
-makes a person's unsubscribe there through the vendor's API, and reads the emulator's
-`GET /_emulator/state` dump: who opted out, who can be edited, one address per contact, the bulk jobs
-as the state store names them, and the part of the account listsync answers for.
+makes a person's unsubscribe there through the vendor's API, polls a bulk job (the emulators run one
+only as it is polled), and reads the emulator's `GET /_emulator/state` dump: who opted out, who can be
+edited, one address per contact, the bulk jobs as the state store names them, and the part of the
+account listsync answers for.
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ class CrashEsp(ABC):
     @abstractmethod
     async def unsubscribe(self, email: str) -> int:
         """`email` unsubscribes in the ESP, through the vendor's API; the number of calls it took."""
+
+    # -- the vendor's own work --------------------------------------------------------------------
+    @abstractmethod
+    async def poll(self, job: str) -> None:
+        """Ask the vendor's API for a job's status (named as the state store names it): what moves an
+        emulated job on, where a real vendor runs it whether asked or not."""
 
     # -- reading the dump -------------------------------------------------------------------------
     @abstractmethod

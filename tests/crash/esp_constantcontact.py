@@ -73,10 +73,14 @@ class ConstantContactCrash(CrashEsp):
         if process.returncode != 0:
             raise RuntimeError(f"listsync auth constant-contact exited {process.returncode}: {errors}{said}")
 
-    async def unsubscribe(self, email: str) -> int:
+    def _api(self) -> httpx.AsyncClient:
+        """The v3 API, with the access token the emulator printed."""
         token = self.emulator.said("access token")
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        async with httpx.AsyncClient(base_url=self.emulator.url, headers=headers, timeout=30) as http:
+        return httpx.AsyncClient(base_url=self.emulator.url, headers=headers, timeout=30)
+
+    async def unsubscribe(self, email: str) -> int:
+        async with self._api() as http:
             found = await http.get("/v3/contacts", params={"email": email, "status": "all"})
             [contact] = found.raise_for_status().json()["contacts"]
             body = {name: contact[name] for name in STANDARD_FIELDS if contact.get(name)}
@@ -85,6 +89,10 @@ class ConstantContactCrash(CrashEsp):
             put = await http.put(f"/v3/contacts/{contact['contact_id']}", json=body)
             put.raise_for_status()
         return 2
+
+    async def poll(self, job: str) -> None:
+        async with self._api() as http:
+            (await http.get(f"/v3/activities/{job}")).raise_for_status()
 
     def unsubscribed(self, esp: Dump) -> set[str]:
         return {str(c["email"]).lower() for c in esp["contacts"] if c["permission"] == "unsubscribed"}

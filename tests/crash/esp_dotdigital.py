@@ -8,8 +8,12 @@ deletions as ``deletion:<id>``, as the adapter names them. A person unsubscribes
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import httpx
 
+from adapters.dotdigital.adapter import DELETION, UNSUBSCRIBE_IMPORT
 from adapters.dotdigital.client import DotdigitalClient
 from tests.crash.esp import CrashEsp, Dump
 
@@ -32,11 +36,25 @@ class DotdigitalCrash(CrashEsp):
     def secrets(self) -> dict[str, str]:
         return {"DOTDIGITAL_PASSWORD": self.emulator.said("password")}
 
-    async def unsubscribe(self, email: str) -> int:
+    @asynccontextmanager
+    async def _api(self) -> AsyncIterator[DotdigitalClient]:
         user, password = self.emulator.said("API user"), self.emulator.said("password")
         async with httpx.AsyncClient(base_url=self.emulator.url, timeout=30) as http:
-            await DotdigitalClient(http, user=user, password=password).unsubscribe(email)
+            yield DotdigitalClient(http, user=user, password=password)
+
+    async def unsubscribe(self, email: str) -> int:
+        async with self._api() as api:
+            await api.unsubscribe(email)
         return 1
+
+    async def poll(self, job: str) -> None:
+        async with self._api() as api:
+            if job.startswith(UNSUBSCRIBE_IMPORT):
+                await api.v3_import_status(job.removeprefix(UNSUBSCRIBE_IMPORT))
+            elif job.startswith(DELETION):
+                await api.deletion_status(job.removeprefix(DELETION))
+            else:
+                await api.import_status(job)
 
     def unsubscribed(self, esp: Dump) -> set[str]:
         contacts = {str(c["email"]).lower() for c in esp["contacts"] if c["status"] != "Subscribed"}
@@ -55,10 +73,10 @@ class DotdigitalCrash(CrashEsp):
 
     def jobs(self, esp: Dump) -> dict[str, str]:
         imports = {
-            (f"unsubscribe-import:{j['id']}" if j["api"] == "v3" else str(j["id"])): str(j["status"])
+            (f"{UNSUBSCRIBE_IMPORT}{j['id']}" if j["api"] == "v3" else str(j["id"])): str(j["status"])
             for j in esp["imports"]
         }
-        return imports | {f"deletion:{d['id']}": str(d["status"]) for d in esp["deletions"]}
+        return imports | {f"{DELETION}{d['id']}": str(d["status"]) for d in esp["deletions"]}
 
     def synced(self, esp: Dump, mapped: set[str]) -> Dump:
         kept = {k: v for k, v in esp.items() if k not in ("imports", "deletions")}

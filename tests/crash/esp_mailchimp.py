@@ -9,11 +9,14 @@ subscribes, answered at once). A person unsubscribes with ``PUT /3.0/lists/{id}/
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import cached_property
 
 import httpx
 
 from adapters.mailchimp.client import MailchimpClient
+from adapters.mailchimp.memberships import BATCH
 from tests.crash.esp import CrashEsp, Dump
 
 OUT = frozenset({"unsubscribed", "cleaned"})
@@ -39,11 +42,19 @@ class MailchimpCrash(CrashEsp):
     def secrets(self) -> dict[str, str]:
         return {"MAILCHIMP_API_KEY": self.emulator.said("API key")}
 
-    async def unsubscribe(self, email: str) -> int:
+    @asynccontextmanager
+    async def _api(self) -> AsyncIterator[MailchimpClient]:
         async with httpx.AsyncClient(base_url=self.emulator.url, timeout=30) as http:
-            client = MailchimpClient(http, api_key=self.emulator.said("API key"))
-            await client.upsert_member(self.audience, email, {"status": "unsubscribed"})
+            yield MailchimpClient(http, api_key=self.emulator.said("API key"))
+
+    async def unsubscribe(self, email: str) -> int:
+        async with self._api() as api:
+            await api.upsert_member(self.audience, email, {"status": "unsubscribed"})
         return 1
+
+    async def poll(self, job: str) -> None:
+        async with self._api() as api:
+            await api.batch(job.removeprefix(BATCH))
 
     def unsubscribed(self, esp: Dump) -> set[str]:
         return {str(m["email"]).lower() for m in _members(esp) if m["status"] in OUT}
@@ -55,7 +66,7 @@ class MailchimpCrash(CrashEsp):
         return [str(m["email"]).lower() for m in _members(esp)]
 
     def jobs(self, esp: Dump) -> dict[str, str]:
-        return {f"batch:{b['id']}": str(b["status"]) for b in esp["batches"]}
+        return {f"{BATCH}{b['id']}": str(b["status"]) for b in esp["batches"]}
 
     def synced(self, esp: Dump, mapped: set[str]) -> Dump:
         """Flattened, so that a difference names the member or tag: each audience's members, tags and

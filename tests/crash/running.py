@@ -52,7 +52,8 @@ class Report:
             ),
             f"{esp.jobs_named}: {self.jobs.get('ran', 0)} run by {esp.title}, "
             f"{self.jobs.get('recorded', 0)} in the state store and ended, "
-            f"{self.jobs.get('lost_to_a_kill', 0)} submitted in the instant before a kill",
+            f"{self.jobs.get('lost_to_a_kill', 0)} submitted in the instant before a kill "
+            "(run to their end by the harness, as the vendor would)",
             f"runs that failed and were retried: {self.failed_runs}",
             f"time: {self.seconds:.0f}s",
         ]
