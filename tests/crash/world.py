@@ -107,6 +107,7 @@ class World:
     def crash_once(self, rng: random.Random) -> Kill:
         """Start the service and SIGKILL it: mostly within KILL_WITHIN seconds of an apply beginning,
         sometimes at any moment; at once when no apply begins within APPLY_WAIT."""
+        self.finish_orphans()
         started = time.monotonic()
         service = Service.start(self.rules, self.env)
         idle = False
@@ -121,13 +122,14 @@ class World:
         service.kill()
         self._note(service)
         self.kills.append(kill)
-        self.finish_orphans()
         return kill
 
     def finish_orphans(self) -> None:
         """Run to their end the jobs a kill left out of the state store (submitted in the instant
-        before it), as the vendor would whether or not anyone asks, so their rows land now; the
-        emulators move a job on only as it is polled. A job that stalls is left as it is."""
+        before it), as the vendor would whether or not anyone asks, so that their rows land before
+        the service starts again; the emulators move a job on only as it is polled. Done just before
+        a start, not at the kill: a call the killed service had sent may still be on its way to the
+        emulator then. A job that stalls is left as it is."""
         recorded = {job for job, _, _ in self.jobs()}
         with self.esp.emulator.without_faults():
             for _ in range(ORPHAN_POLLS):
@@ -146,6 +148,7 @@ class World:
         """Run the service until every process runs with nothing to do and no job is open, stop it
         with SIGTERM, and check with a fresh `listsync plan` that nothing is left; again if there is."""
         for _ in range(3):
+            self.finish_orphans()
             service = Service.start(self.rules, self.env)
             quiet = self._watch(service, time.monotonic() + SETTLE_LIMIT, until=self._quiet(service))
             code = service.stop()
