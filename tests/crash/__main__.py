@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--faults",
         default=DEFAULT_FAULTS,
-        help=f"the crashed world's fault spec (default {DEFAULT_FAULTS}); '' for none",
+        help=f"the crashed world's fault spec (default {DEFAULT_FAULTS}); '' for none; "
+        "job_fail=SHARE fails a share of the ESP's bulk jobs (job_stall is not for this test: a job "
+        "that never ends keeps the service from settling)",
     )
     parser.add_argument("--dir", type=Path, help="keep both worlds here (default: a temporary directory)")
     args = parser.parse_args(argv)

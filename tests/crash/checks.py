@@ -12,6 +12,8 @@ The ESP's part of each dump is read through its `CrashEsp` (`tests/crash/esp.py`
   in the instant between the vendor's answer and the store's write when a kill came (no vendor lets
   a client name a job before it exists): the harness runs such a job to its end at once, as the
   vendor would, and the equal end state proves its rows did no harm and the rest were written again.
+- Nothing the state store was told is lost: every run the service logged as ended (in either world)
+  is in the store, ended the same way.
 - The end state equals the twin's, but for ids, dates and the jobs it took
   (`adapters.emulation.dumps.comparable`), and the ESP fields the rules do not map.
 """
@@ -65,6 +67,19 @@ def duplicate_problems(esp: CrashEsp, final: dict[str, Any]) -> list[str]:
     counts = Counter(esp.addresses(final["esp"]))
     twice = sorted(email for email, n in counts.items() if n > 1)
     return [f"duplicate {esp.title} contacts: {twice[:5]}"] if twice else []
+
+
+def run_problems(
+    world: str, logged: dict[int, tuple[str, str]], stored: dict[int, tuple[str, str]]
+) -> list[str]:
+    """Runs the service logged as ended that its state store does not hold as they ended: writes
+    of the store lost (every write of a run is committed before the run is logged)."""
+    lost = sorted(
+        f"{i} {logged[i]}: {stored.get(i, 'missing')}" for i in logged if stored.get(i) != logged[i]
+    )
+    return (
+        [f"{world}: runs logged but not so in the state store: {len(lost)}, e.g. {lost[:3]}"] if lost else []
+    )
 
 
 def job_problems(

@@ -93,15 +93,13 @@ def crash_test(
 ) -> Report:
     started = time.monotonic()
     report = Report(esp)
-    twin = World.start(root / "twin", esp=esp, seed=seed, contacts=contacts, faults=None)
-    crashed = World.start(root / "crashed", esp=esp, seed=seed, contacts=contacts, faults=faults)
-    try:
+    with (
+        World.running(root / "twin", esp=esp, seed=seed, contacts=contacts, faults=None) as twin,
+        World.running(root / "crashed", esp=esp, seed=seed, contacts=contacts, faults=faults) as crashed,
+    ):
         _run(twin, crashed, kills, random.Random(seed), report, say)
         report.calls = {"crashed": crashed.calls(), "twin": twin.calls()}
         report.injected = {"crm": crashed.crm.injected(), "esp": crashed.esp.emulator.injected()}
-    finally:
-        twin.close()
-        crashed.close()
     report.kills = len(crashed.kills)
     report.kills_in_apply = sum(kill.in_apply for kill in crashed.kills)
     report.failed_runs = crashed.failed_runs
@@ -154,3 +152,5 @@ def _run(
     problems, report.jobs = checks.job_problems(esp, final, crashed.jobs(), in_apply)
     report.problems += problems
     report.problems += checks.difference(esp, final, twin.dumps(), crashed.mapped)
+    for world in (twin, crashed):
+        report.problems += checks.run_problems(world.root.name, world.logged_runs, world.runs())

@@ -14,7 +14,8 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,18 +74,31 @@ class World:
     kills: list[Kill] = field(default_factory=list)
     findings: list[str] = field(default_factory=list)  # tracebacks in the log, unclean stops
     failed_runs: int = 0
+    logged_runs: dict[int, tuple[str, str]] = field(default_factory=dict)  # id -> (process, outcome)
     harness_calls: dict[str, int] = field(default_factory=lambda: {"crm": 0, "esp": 0})
 
     @classmethod
-    def start(cls, root: Path, *, esp: str, seed: int, contacts: int, faults: str | None) -> World:
-        """Both emulators started, the rules written, and the ESP authorised as a person would."""
+    @contextmanager
+    def running(
+        cls, root: Path, *, esp: str, seed: int, contacts: int, faults: str | None
+    ) -> Iterator[World]:
+        """Both emulators started, the rules written, and the ESP authorised as a person would; the
+        emulators stopped at the end, however it comes."""
         root.mkdir(parents=True, exist_ok=True)
-        crm = Emulator.start("workbooks", seed=seed, contacts=contacts, faults=faults)
-        vendor = ESPS[esp](Emulator.start(esp, seed=seed, contacts=contacts // 5, faults=faults))
-        rules = write_rules(root, crm.url, vendor)
-        env = {"WORKBOOKS_API_KEY": DEFAULT_API_KEY, **vendor.secrets()}
-        vendor.authorise(rules, env)
-        return cls(root, crm, vendor, rules, env)
+        started: list[Emulator] = []
+        try:
+            started.append(
+                Emulator.start("workbooks", seed=seed, contacts=contacts, faults=without_job_faults(faults))
+            )
+            started.append(Emulator.start(esp, seed=seed, contacts=contacts // 5, faults=faults))
+            crm, vendor = started[0], ESPS[esp](started[1])
+            rules = write_rules(root, crm.url, vendor)
+            env = {"WORKBOOKS_API_KEY": DEFAULT_API_KEY, **vendor.secrets()}
+            vendor.authorise(rules, env)
+            yield cls(root, crm, vendor, rules, env)
+        finally:
+            for emulator in started:
+                emulator.stop()
 
     @property
     def mapped(self) -> set[str]:
@@ -98,10 +112,6 @@ class World:
         """Vendor calls made so far, the harness's own edits left out."""
         made = {"crm": self.crm.calls(), "esp": self.esp.emulator.calls()}
         return {side: made[side] - self.harness_calls[side] for side in made}
-
-    def close(self) -> None:
-        for emulator in (self.crm, self.esp.emulator):
-            emulator.stop()
 
     # -- the service ----------------------------------------------------------------------------
     def crash_once(self, rng: random.Random) -> Kill:
@@ -188,17 +198,27 @@ class World:
                 self.findings.append(f"a log line that is not JSON: {event['line'][:300]}")
             elif event.get("event") == "run failed":
                 self.failed_runs += 1
+            elif event.get("event") == "run":
+                ended = (str(event["process"]), str(event["outcome"]))
+                if self.logged_runs.setdefault(int(event["run_id"]), ended) != ended:
+                    self.findings.append(f"run {event['run_id']} logged twice: {ended}, {self.logged_runs}")
 
-    # -- the state store --------------------------------------------------------------------------
-    def jobs(self) -> list[tuple[str, str, int]]:
-        """(vendor job id, state, terminal) of every job the state store holds."""
+    # -- the state store (read as `listsync status` reads it, from another process) ---------------
+    def _query(self, sql: str) -> list[tuple[Any, ...]]:
         path = self.root / "state.sqlite3"
         if not path.exists():
             return []
-        with sqlite3.connect(path) as conn:
-            return [(str(j), str(s), int(t)) for j, s, t in conn.execute(
-                "SELECT vendor_job_id, state, terminal FROM jobs"
-            )]  # fmt: skip
+        with closing(sqlite3.connect(path)) as conn:
+            return list(conn.execute(sql))
+
+    def jobs(self) -> list[tuple[str, str, int]]:
+        """(vendor job id, state, terminal) of every job the state store holds."""
+        rows = self._query("SELECT vendor_job_id, state, terminal FROM jobs")
+        return [(str(job), str(state), int(terminal)) for job, state, terminal in rows]
+
+    def runs(self) -> dict[int, tuple[str, str]]:
+        """Every run the state store holds: its process and outcome, by id."""
+        return {int(i): (str(p), str(o)) for i, p, o in self._query("SELECT id, process, outcome FROM runs")}
 
     def open_jobs(self) -> int:
         return sum(1 for _, _, terminal in self.jobs() if not terminal)
@@ -276,6 +296,13 @@ def planned_changes(dumps: dict[str, Any], esp: CrashEsp, count: int) -> list[Ch
         raise AssertionError(f"only {len(people)} people can be edited; {count} edits were asked for")
     kinds = ("crm_opt_out", "esp_unsubscribe", "crm_rename", "crm_leave")
     return [Change(kinds[n % len(kinds)], email) for n, email in enumerate(people[:count])]
+
+
+def without_job_faults(faults: str | None) -> str | None:
+    """The spec without the ESPs' own faults of their bulk jobs (job_fail), which Workbooks, having
+    no bulk jobs, does not take."""
+    kept = [part for part in (faults or "").split(",") if not part.strip().startswith("job_")]
+    return ",".join(kept) or None
 
 
 def write_rules(root: Path, crm_url: str, esp: CrashEsp) -> Path:
