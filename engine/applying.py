@@ -276,8 +276,12 @@ async def _commit(sync: Sync, plan: Plan, state: _Progress) -> int:
             _stored_fp(esp_fp, state, email, "esp"),
         )
     upserts.update(await _confirmed_parts(sync, partial, state))
-    await sync.store.commit_base(sync.name, upserts, deletes, plan.context)
-    return len(upserts) + len(deletes)
+    moved: set[str] = set()  # written meanwhile by another run of the rule set: diffed again next time
+    await sync.store.commit_base(
+        sync.name, upserts, deletes, plan.context, since=plan.tokens.base, moved=moved
+    )
+    state.failed |= moved  # as for a failed op: cursors stay, so the next read sees them again
+    return len(upserts) + len(deletes) - len(moved)
 
 
 async def _confirmed_parts(

@@ -187,7 +187,8 @@ async def test_a_held_plan_waits_for_approval_then_the_next_run_applies_it(
     assert applied.state == "applied"
     assert all(crm_opted_out(world, email) for email in opted_out)
     assert await cli("history", str(path), "--json") == 0
-    outcomes = [run["outcome"] for run in json.loads(capsys.readouterr().out)]
+    # Other processes run meanwhile (and may hold the same opt-outs until contacts applies them).
+    outcomes = [run["outcome"] for run in json.loads(capsys.readouterr().out) if run["process"] == "contacts"]
     assert "held" in outcomes and outcomes[0] in ("ok", "partial")
     assert any(e["event"] == "run" and e.get("held") == plan["id"] for e in events(log))
 
