@@ -24,11 +24,11 @@ import msgspec
 from engine.activity_planning import store_activity_state
 from engine.batches import batch_size, batches
 from engine.budgets import lane, lane_of_op
-from engine.contract import Adapter, JobStatus, Outcome
+from engine.contract import Adapter, JobStatus, Outcome, PartialWrite
 from engine.diffing import partly_confirmed
-from engine.errors import PermanentError, SafetyStop
+from engine.errors import PermanentError, SafetyStop, TransientError
 from engine.planning import RECORDS_STREAM
-from engine.plans import NEW_CONTACT, REPORT_ONLY, Change, Op, Plan
+from engine.plans import NEW_CONTACT, REPORT_ONLY, Change, Op, OpKind, Plan
 from engine.reconciling import WRITTEN
 from engine.records import Record
 from engine.retrying import with_retries
@@ -163,13 +163,39 @@ async def _run_batch(
     kind = batch[0].kind
     wire = [_for_side(op, sync.rules) for op in batch] if side == "crm" else list(batch)
     with lane(lane_of_op(kind)):  # opt-outs jump the account budget's queue
-        outcomes = list(await with_retries(lambda: adapter.write(kind, wire)))
-        if len(outcomes) != len(batch):
-            raise PermanentError(
-                f"adapter {adapter.name} answered {len(outcomes)} outcomes for {len(batch)} ops"
-            )
+        outcomes = await _write(adapter, kind, wire)
         outcomes = await _settle_jobs(sync, side, adapter, wire, outcomes, state.job_wait)
     _record(side, batch, outcomes, state, report)
+
+
+async def _write(adapter: Adapter, kind: OpKind, ops: Sequence[Op]) -> list[Outcome]:
+    """`adapter.write`, repeated after transient failures; after a `PartialWrite`, for the ops the
+    vendor has not taken yet only. When the retries run out with some ops taken, the others are
+    rejected (planned again next run) so that the jobs already submitted are still followed."""
+    found: list[Outcome | None] = [None] * len(ops)
+
+    async def attempt() -> None:
+        todo = [index for index, outcome in enumerate(found) if outcome is None]
+        try:
+            answered = list(await adapter.write(kind, [ops[index] for index in todo]))
+        except PartialWrite as partial:
+            for index, outcome in zip(todo, partial.outcomes, strict=True):
+                found[index] = outcome
+            raise
+        if len(answered) != len(todo):
+            raise PermanentError(
+                f"adapter {adapter.name} answered {len(answered)} outcomes for {len(todo)} ops"
+            )
+        for index, outcome in zip(todo, answered, strict=True):
+            found[index] = outcome
+
+    try:
+        await with_retries(attempt)
+    except TransientError as lost:
+        if all(outcome is None for outcome in found):
+            raise
+        return [outcome or Outcome(False, f"not written: {lost}") for outcome in found]
+    return [outcome for outcome in found if outcome is not None]  # every op answered
 
 
 def _record(
