@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import stamina
 
-from engine.applying import apply_plan
+from engine.applying import ApplyReport, apply_plan
 from engine.contract import Adapter, JobStatus, Outcome, PartialWrite, Snapshot
 from engine.errors import TransientError
 from engine.planning import make_plan
@@ -192,35 +192,37 @@ async def test_a_fingerprint_of_minus_one_is_stored_as_it_is() -> None:
     assert _stored_fp(WRITTEN, progress, "a@example.com", "crm") is None
 
 
-async def test_a_write_cut_short_is_repeated_for_the_ops_the_vendor_did_not_take(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def apply_cut_short(
+    world: World, monkeypatch: pytest.MonkeyPatch, *, recovers: bool, attempts: int
+) -> tuple[ApplyReport, list[str], Faulty]:
+    """A first sync whose first write the vendor takes half of, then fails (once, or for good)."""
     import engine.applying
 
     monkeypatch.setattr(engine.applying, "POLL_FIRST", 0.01)
-    world = seed(tmp_path)
-    with stamina.set_testing(True, attempts=6, cap=True):
-        async with faulty_esp(world, cut_short=True, polls_to_finish=1) as (sync, esp):
+    with stamina.set_testing(True, attempts=attempts, cap=True):
+        async with faulty_esp(world, cut_short=recovers, polls_to_finish=1) as (sync, esp):
             report = await apply_plan(sync, await make_plan(sync))
-            jobs = await sync.store.jobs("world")
+            jobs = [job.vendor_job_id for job in await sync.store.jobs("world")]
+    return report, sorted(jobs), esp
+
+
+async def test_a_write_cut_short_is_repeated_for_the_ops_the_vendor_did_not_take(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = seed(tmp_path)
+    report, jobs, esp = await apply_cut_short(world, monkeypatch, recovers=True, attempts=6)
     first, second = esp.sent
     assert len(first) == 6 and second == first[3:]  # the taken half was not submitted again
-    assert sorted(job.vendor_job_id for job in jobs) == ["job-1", "job-2"] == sorted(esp.jobs)
+    assert jobs == ["job-1", "job-2"] == sorted(esp.jobs)
     assert report.done["upsert_contact"] == 6 and (await world.plan()).ops == ()
 
 
 async def test_when_retries_run_out_the_jobs_taken_are_still_followed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import engine.applying
-
-    monkeypatch.setattr(engine.applying, "POLL_FIRST", 0.01)
     world = seed(tmp_path)
-    with stamina.set_testing(True, attempts=3, cap=True):
-        async with faulty_esp(world, cut_short=False, polls_to_finish=1) as (sync, esp):
-            report = await apply_plan(sync, await make_plan(sync))
-            jobs = await sync.store.jobs("world")
-    assert [job.vendor_job_id for job in jobs] == ["job-1"] and len(esp.sent) == 3
+    report, jobs, esp = await apply_cut_short(world, monkeypatch, recovers=False, attempts=3)
+    assert jobs == ["job-1"] and len(esp.sent) == 3
     assert report.done["upsert_contact"] == 3 and report.rejected["upsert_contact"] == 3
     assert any(reason.startswith("not written: 503") for reason in report.reasons)
     again = await world.plan()
