@@ -40,7 +40,7 @@ import anyio
 
 from engine.applying import describe_error
 from engine.budgets import Budgets, lane, lane_of_process
-from engine.errors import RuleProblem, RulesError
+from engine.errors import ListsyncError, RuleProblem, RulesError
 from engine.logs import log_event
 from engine.processes import PROCESSES
 from engine.rules_loading import LoadedRules, load_rules
@@ -253,6 +253,11 @@ class Service:
             await self._save_budgets(stores)
 
     async def _save_budgets(self, stores: Sequence[StateStore]) -> None:
+        """Save the budgets' levels in every store; a store that fails (busy) is tried next time,
+        as a failed run would be: it must not stop the service."""
         levels = {account: budget.saved() for account, budget in self.budgets.all().items()}
         for store in stores:
-            await store.save_budget_levels(levels)
+            try:
+                await store.save_budget_levels(levels)
+            except ListsyncError as error:
+                log_event("budget levels not saved", logging.WARNING, error=str(error))

@@ -247,11 +247,15 @@ class StateStore:
         return cls(conn, path, clock)
 
     async def close(self) -> None:
-        """Close the connection; further calls raise. Closing twice is harmless."""
+        """Close the connection; further calls raise. Closing twice is harmless.
+
+        Shielded: a run cancelled at the service's stop deadline still closes its store, or the
+        connection's worker thread (not a daemon) would keep the process from ever exiting."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            async with self._lock:
-                await conn.close()
+            with anyio.CancelScope(shield=True):
+                async with self._lock:
+                    await conn.close()
 
     async def __aenter__(self) -> Self:
         return self

@@ -358,3 +358,16 @@ async def test_a_commit_leaves_rows_another_commit_wrote_since_its_plan(tmp_path
         # Without `since` (a lone apply, the CLI), the commit writes everything, as before.
         await store.commit_base(RULES, stale, [], "c")
         assert (await store.load_base(RULES))[ann.email].fields["first"] == "old"
+
+
+@pytest.mark.asyncio
+async def test_a_store_closed_in_a_cancelled_run_still_ends_its_worker_thread(tmp_path: Path) -> None:
+    """The service cancels runs still going at its stop deadline; their stores close regardless,
+    or the connection's thread (not a daemon) keeps the process from exiting."""
+    store = await StateStore.open(tmp_path / "state.db", clock=clock)
+    worker = store._connection()._thread
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await store.close()
+    worker.join(timeout=5)
+    assert not worker.is_alive()
