@@ -3,10 +3,13 @@
 Order: lists and fields, opt-outs, removals, upserts and memberships, CRM write-backs. A rejected op
 is recorded with its reason and the rest goes on. A write the vendor finishes later is stored as a
 job and polled to a terminal state, or for `JOB_WAIT` (the service: `service.job_wait`) and then left
-to the imports process. Only when both adapters have made their writes durable is the base written,
-and then only for contacts whose every op was confirmed; a contact with a rejected or unfinished op
-keeps its old base and is planned again next time. A crash anywhere before that commit leaves the
-base as it was, and the next plan finds the sides already agreeing.
+to the imports process. Only when both adapters have made their writes durable is the base written:
+the plan's target for a contact whose every op was confirmed; for a contact with a rejected or
+unfinished op, the target but for what those ops were to change (`diffing.partly_confirmed`), so
+the next plan sees what was confirmed as agreed and plans the rest again. A contact the plan
+makes on the ESP opted out is not made there at all while its opt-out is unconfirmed, so that it
+never exists there subscribed. A run that fails, and a crash anywhere before that commit, leave the
+base as it was, and the next plan finds the sides agreeing where the writes went through.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ import msgspec
 from engine.activity_planning import store_activity_state
 from engine.batches import batch_size, batches
 from engine.budgets import lane, lane_of_op
-from engine.contract import Adapter, JobStatus, Outcome
-from engine.errors import PermanentError, SafetyStop
+from engine.contract import Adapter, JobStatus, Outcome, PartialWrite
+from engine.diffing import partly_confirmed
+from engine.errors import PermanentError, SafetyStop, TransientError
 from engine.planning import RECORDS_STREAM
-from engine.plans import REPORT_ONLY, Change, Op, Plan
+from engine.plans import NEW_CONTACT, REPORT_ONLY, Change, Op, OpKind, Plan
 from engine.reconciling import WRITTEN
 from engine.records import Record
 from engine.retrying import with_retries
@@ -38,6 +42,7 @@ from engine.store import OutcomeRow, RunOutcome
 JOB_WAIT = 900.0
 JOB_TIMEOUT = 6 * 3600.0
 POLL_FIRST, POLL_MAX = 1.0, 30.0
+WAITS_FOR_OPT_OUT = "not made on the ESP until its opt-out there is confirmed, so never subscribed"
 
 
 @dataclass
@@ -64,9 +69,27 @@ class ApplyReport:
 @dataclass
 class _Progress:
     failed: set[str] = field(default_factory=set)
+    # Per contact, its ops that were rejected or left pending.
+    unconfirmed: dict[str, list[Op]] = field(default_factory=dict)
     written: dict[tuple[str, Side], int | None] = field(default_factory=dict)
     outcomes: list[OutcomeRow] = field(default_factory=list)
     job_wait: float = JOB_WAIT
+    # Contacts the plan makes on the ESP (their upsert's reason is NEW_CONTACT).
+    creating: frozenset[str] = frozenset()
+
+    def keep_unconfirmed(self, op: Op) -> None:
+        """Keep a contact's op that was not confirmed, for its base; an event says nothing of it."""
+        if op.email is not None and op.kind != "record_activity":
+            self.unconfirmed.setdefault(op.email, []).append(op)
+
+    def must_wait(self, op: Op) -> bool:
+        """Whether `op` would make (or fill) on the ESP a contact whose opt-out there was not
+        confirmed: opt-outs run first, and without its opt-out the contact would exist subscribed."""
+        return (
+            op.email in self.creating
+            and op.kind in ("upsert_contact", "add_member")
+            and any(other.kind == "opt_out_esp" for other in self.unconfirmed.get(op.email, ()))
+        )
 
 
 def side_of(kind: str) -> Side:
@@ -90,7 +113,10 @@ async def apply_plan(
         raise SafetyStop(plan.safety_stops)
     store = sync.store
     report = ApplyReport(await store.start_run(sync.name, plan.process or "sync"))
-    state = _Progress(job_wait=JOB_WAIT if job_wait is None else job_wait)
+    creating = frozenset(
+        op.email for op in plan.ops if op.kind == "upsert_contact" and op.reason == NEW_CONTACT and op.email
+    )
+    state = _Progress(job_wait=JOB_WAIT if job_wait is None else job_wait, creating=creating)
     try:
         actionable = [op for op in plan.ops if op.kind not in REPORT_ONLY]
         sizes = {
@@ -127,18 +153,56 @@ async def apply_plan(
 async def _run_batch(
     sync: Sync, side: Side, batch: Sequence[Op], state: _Progress, report: ApplyReport
 ) -> None:
+    waiting = [op for op in batch if state.must_wait(op)]
+    if waiting:
+        _record(side, waiting, [Outcome(False, WAITS_FOR_OPT_OUT)] * len(waiting), state, report)
+        batch = [op for op in batch if not state.must_wait(op)]
+        if not batch:
+            return
     adapter = sync.adapter(side)
     kind = batch[0].kind
     wire = [_for_side(op, sync.rules) for op in batch] if side == "crm" else list(batch)
     with lane(lane_of_op(kind)):  # opt-outs jump the account budget's queue
-        outcomes = list(await with_retries(lambda: adapter.write(kind, wire)))
-        if len(outcomes) != len(batch):
-            raise PermanentError(
-                f"adapter {adapter.name} answered {len(outcomes)} outcomes for {len(batch)} ops"
-            )
+        outcomes = await _write(adapter, kind, wire)
         outcomes = await _settle_jobs(sync, side, adapter, wire, outcomes, state.job_wait)
-    for op, outcome in zip(batch, outcomes, strict=True):
-        key = op.key
+    _record(side, batch, outcomes, state, report)
+
+
+async def _write(adapter: Adapter, kind: OpKind, ops: Sequence[Op]) -> list[Outcome]:
+    """`adapter.write`, repeated after transient failures; after a `PartialWrite`, for the ops the
+    vendor has not taken yet only. When the retries run out with some ops taken, the others are
+    rejected (planned again next run) so that the jobs already submitted are still followed."""
+    found: list[Outcome | None] = [None] * len(ops)
+
+    async def attempt() -> None:
+        todo = [index for index, outcome in enumerate(found) if outcome is None]
+        try:
+            answered = list(await adapter.write(kind, [ops[index] for index in todo]))
+        except PartialWrite as partial:
+            for index, outcome in zip(todo, partial.outcomes, strict=True):
+                found[index] = outcome
+            raise
+        if len(answered) != len(todo):
+            raise PermanentError(
+                f"adapter {adapter.name} answered {len(answered)} outcomes for {len(todo)} ops"
+            )
+        for index, outcome in zip(todo, answered, strict=True):
+            found[index] = outcome
+
+    try:
+        await with_retries(attempt)
+    except TransientError as lost:
+        if all(outcome is None for outcome in found):
+            raise
+        return [outcome or Outcome(False, f"not written: {lost}") for outcome in found]
+    return [outcome for outcome in found if outcome is not None]  # every op answered
+
+
+def _record(
+    side: Side, ops: Sequence[Op], outcomes: Sequence[Outcome], state: _Progress, report: ApplyReport
+) -> None:
+    for op, outcome in zip(ops, outcomes, strict=True):
+        key, kind = op.key, op.kind
         if outcome.job is not None:
             report.pending[kind] += 1
             state.failed.add(key)
@@ -154,6 +218,8 @@ async def _run_batch(
             if kind != "record_activity" or op.email is None:  # an event says nothing of the base
                 state.failed.add(key)
             state.outcomes.append((key, kind, "rejected", outcome.reason))
+        if outcome.job is not None or not outcome.ok:
+            state.keep_unconfirmed(op)
 
 
 async def _settle_jobs(
@@ -220,8 +286,11 @@ def _for_side(op: Op, rules: RuleSet) -> Op:
 async def _commit(sync: Sync, plan: Plan, state: _Progress) -> int:
     upserts: dict[str, tuple[Record, int | None, int | None]] = {}
     deletes: list[str] = []
+    partial: dict[str, Record] = {}
     for email, target in plan.targets.items():
         if email in state.failed:
+            if target is not None:  # a contact is forgotten only once all its ops went through
+                partial[email] = target
             continue
         if target is None:
             deletes.append(email)
@@ -232,8 +301,32 @@ async def _commit(sync: Sync, plan: Plan, state: _Progress) -> int:
             _stored_fp(crm_fp, state, email, "crm"),
             _stored_fp(esp_fp, state, email, "esp"),
         )
-    await sync.store.commit_base(sync.name, upserts, deletes, plan.context)
-    return len(upserts) + len(deletes)
+    upserts.update(await _confirmed_parts(sync, partial, state))
+    moved: set[str] = set()  # written meanwhile by another run of the rule set: diffed again next time
+    await sync.store.commit_base(
+        sync.name, upserts, deletes, plan.context, since=plan.tokens.base, moved=moved
+    )
+    state.failed |= moved  # as for a failed op: cursors stay, so the next read sees them again
+    return len(upserts) + len(deletes) - len(moved)
+
+
+async def _confirmed_parts(
+    sync: Sync, targets: dict[str, Record], state: _Progress
+) -> dict[str, tuple[Record, int | None, int | None]]:
+    """Bases for contacts with an op not confirmed: their targets but for what those ops were to
+    change. A side's row may hold more than that (what its confirmed ops wrote, while the other
+    side's failed), so no row fingerprint stands for such a base: both rows are read again."""
+    if not targets:
+        return {}
+    stored = await sync.store.load_base_rows(sync.name, targets)
+    bases: dict[str, tuple[Record, int | None, int | None]] = {}
+    for email, target in targets.items():
+        base = stored[email][0] if email in stored else None
+        unconfirmed = state.unconfirmed.get(email, [])
+        record = partly_confirmed(target, base, unconfirmed, esp_written=(email, "esp") in state.written)
+        if record is not None and record != base:
+            bases[email] = (record, None, None)
+    return bases
 
 
 def _stored_fp(planned: int | None, state: _Progress, email: str, side: Side) -> int | None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from msgspec import Struct
 
+from engine.errors import TransientError
 from engine.plans import Op, OpKind
 from engine.records import Campaign, Row
 from engine.ruleset import FieldType, SecretRef, Side
@@ -64,6 +65,24 @@ class Outcome(Struct, frozen=True, omit_defaults=True):
     reason: str | None = None
     job: str | None = None
     fingerprint: int | None = None
+
+
+class PartialWrite(TransientError):
+    """A write that failed part way, after the vendor took some of its ops (a submitted import
+    above all). `outcomes` holds, per op of the call, the outcome of those already taken and None
+    for the rest. The engine keeps the first and repeats the call for the others only, so a retry
+    never submits a job twice and no job the vendor runs is missing from the state store."""
+
+    def __init__(self, cause: TransientError, outcomes: Sequence[Outcome | None]) -> None:
+        super().__init__(str(cause), retry_after=cause.retry_after)
+        self.outcomes = list(outcomes)
+
+
+def interrupted(error: TransientError, outcomes: Sequence[Outcome | None]) -> TransientError:
+    """`error` as a `PartialWrite` when some of the call's ops already became jobs at the vendor;
+    as it is otherwise (repeating the whole call then submits nothing twice)."""
+    taken = any(outcome is not None and outcome.job is not None for outcome in outcomes)
+    return PartialWrite(error, outcomes) if taken else error
 
 
 class JobStatus(Struct, frozen=True, omit_defaults=True):

@@ -14,7 +14,7 @@ the CRM. Opt-outs are settled by `engine.consent`. Record-level appearance and d
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from msgspec import Struct
 
@@ -110,6 +110,64 @@ def diff_record(
         lists=lists,
     )
     return RecordDiff(tuple(ops), target, target != base)
+
+
+def partly_confirmed(
+    target: Record, base: Record | None, unconfirmed: Sequence[Op], *, esp_written: bool
+) -> Record | None:
+    """The base for a contact of whose ops only some were confirmed: `target`, except that what an
+    `unconfirmed` op (rejected, or pending in a vendor job) was to change keeps its `base` value.
+
+    Both sides are known to hold the rest: the values they already agreed on and those the
+    confirmed ops wrote. What an unconfirmed op was to change, one side holds and the other may
+    not, so the base goes on saying what it said, and the next diff plans that change again. For
+    an opt-out this keeps consent safe: the base is only ever opted out where it was before or
+    where the opt-out reached both sides, so no side's opt-in reads as a resubscribe it was not.
+
+    None (no base) for a contact the base does not hold and the ESP may not hold either: no ESP
+    write for it was confirmed (`esp_written`) and one that failed was to create it. A contact
+    made on the ESP by one op (an opt-out) while the upsert that was to fill it failed holds none
+    of that upsert's values there, so the base holds none either: their base values would read as
+    the ESP clearing them, and the CRM would follow.
+    """
+    if base is None and not esp_written and any(_creates(op) for op in unconfirmed):
+        return None
+    before = base if base is not None else Record(target.email, kind=target.kind)
+    fields = dict(target.fields)
+    lists = set(target.lists)
+    opted_out, reason = target.opted_out, target.opt_out_reason
+    undeliverable = target.undeliverable
+    for op in unconfirmed:
+        if op.kind in ("opt_out_esp", "opt_out_crm"):
+            opted_out, reason = before.opted_out, before.opt_out_reason
+        elif op.kind == "mark_undeliverable_crm":
+            undeliverable = before.undeliverable
+        elif op.kind in ("add_member", "remove_member") and op.list is not None:
+            if op.list in before.lists:
+                lists.add(op.list)
+            else:
+                lists.discard(op.list)
+        elif op.kind in ("upsert_contact", "update_crm"):
+            bare = esp_written and op.reason == NEW_CONTACT
+            for name in op.changes:
+                if name == OPTED_OUT:
+                    opted_out, reason = before.opted_out, before.opt_out_reason
+                else:
+                    fields[name] = None if bare else before.fields.get(name)
+    return Record(
+        email=target.email,
+        kind=target.kind,
+        opted_out=opted_out,
+        opt_out_reason=reason if opted_out else None,
+        undeliverable=undeliverable,
+        fields=fields,
+        lists=frozenset(lists),
+    )
+
+
+def _creates(op: Op) -> bool:
+    """Whether an ESP op may be the one that creates the contact there."""
+    return op.kind == "opt_out_esp" or (op.kind == "upsert_contact" and op.reason == NEW_CONTACT)
 
 
 def in_step(crm: Record, esp: Record, base: Record, rules: RuleSet) -> bool:

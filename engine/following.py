@@ -41,14 +41,17 @@ class FollowReport:
         }
 
 
-async def follow_jobs(sync: Sync) -> FollowReport:
-    """Poll every open job of the rule set once; record what ended."""
+async def follow_jobs(sync: Sync, *, min_age: float = 0.0) -> FollowReport:
+    """Poll once every open job of the rule set submitted at least `min_age` seconds ago (the service
+    passes `service.job_wait`: a younger job may be one an apply running meanwhile still polls);
+    record what ended."""
     store = sync.store
     report = FollowReport(await store.start_run(sync.name, "imports"))
     outcomes: list[OutcomeRow] = []
     try:
         for job in await store.open_jobs(sync.name):
-            outcomes += await _follow(sync, job, report, store.now())
+            if store.now() - job.submitted_at >= min_age:
+                outcomes += await _follow(sync, job, report, store.now())
         await store.record_outcomes(report.run_id, outcomes)
         await store.finish_run(report.run_id, "partial" if report.rows["rejected"] else "ok", report.counts())
     except BaseException as error:

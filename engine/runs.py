@@ -42,7 +42,7 @@ class RunResult:
 
 async def run_process(sync: Sync, process: ProcessName, *, incremental: bool) -> RunResult:
     if process == "imports":
-        followed = await follow_jobs(sync)
+        followed = await follow_jobs(sync, min_age=duration_seconds(sync.rules.service.job_wait))
         outcome: RunOutcome = "partial" if followed.rows["rejected"] else "ok"
         return RunResult(
             followed.run_id, outcome, dict(followed.jobs), dict(followed.reasons), sync.calls_used()

@@ -2,12 +2,15 @@
 
 What it promises, and how:
 
-- **Intervals with jitter, one run at a time per rule set.** Each (rule file, process) has a loop
-  that runs the process, then waits its `[intervals]` value, give or take `service.jitter`. Runs of
-  one rule set take turns on a lock, so two plans of one rule set never race to commit its base; a
-  run of another rule set goes on meanwhile. At start the `imports` process runs first, so jobs an
-  earlier service left open are resumed and polled, never submitted again, before anything new is
-  planned.
+- **Intervals with jitter, one run at a time per process.** Each (rule file, process) has a loop
+  that runs the process, then waits its `[intervals]` value, give or take `service.jitter`. The
+  processes of one rule set run at once: a `members` run carrying an opt-out does not wait for a
+  `contacts` run's bulk import to end. Their commits do not overwrite each other: a run writes a
+  contact's base only if no other run wrote it since its plan was made (`StateStore.commit_base`
+  with `since`), and otherwise leaves that contact to be diffed again. The `imports` process follows
+  only jobs older than `service.job_wait`, the time an apply polls its own. At start `imports` runs
+  first, so jobs an earlier service left open are resumed and polled, never submitted again,
+  before anything new is planned.
 - **A failing rule set does not stop the others.** A run's error is logged, counted and the loop
   waits its interval as usual; the next run tries again.
 - **Hot reload.** Rule files are re-read every `reload_every` seconds when their bytes change. A
@@ -37,7 +40,7 @@ import anyio
 
 from engine.applying import describe_error
 from engine.budgets import Budgets, lane, lane_of_process
-from engine.errors import RuleProblem, RulesError
+from engine.errors import ListsyncError, RuleProblem, RulesError
 from engine.logs import log_event
 from engine.processes import PROCESSES
 from engine.rules_loading import LoadedRules, load_rules
@@ -87,7 +90,6 @@ class Service:
     results: list[tuple[str, str, RunResult]] = field(default_factory=list)  # every run, for metrics
     ready: bool = False
     stopping: anyio.Event = field(default_factory=anyio.Event)
-    _turns: dict[str, anyio.Lock] = field(default_factory=dict)
     _resumed: dict[Path, anyio.Event] = field(default_factory=dict)
 
     def load(self) -> None:
@@ -146,31 +148,30 @@ class Service:
         loaded = watched.loaded
         name = loaded.rules.name
         state = self.states.setdefault((name, process), ProcessState())
-        async with self._turns.setdefault(name, anyio.Lock()):
-            if self.stopping.is_set():
-                return
-            started = time.time()
-            every = duration_seconds(loaded.rules.service.full_read_every)
-            full = state.last_full is None or started - state.last_full >= every
-            state.running, state.runs, state.last_run = True, state.runs + 1, started
-            try:
-                with lane(lane_of_process(process)):
-                    async with open_sync(loaded, budgets=self.budgets, extras=self.extras) as sync:
-                        result = await run_process(sync, process, incremental=not full)
-            except Exception as error:  # noqa: BLE001 (one rule set's failure must not stop the rest)
-                state.failures += 1
-                state.last_outcome, state.last_error = "failed", describe_error(error)
-                log_event(
-                    "run failed",
-                    logging.ERROR,
-                    rule_set=name,
-                    process=process,
-                    error=state.last_error,
-                    duration=time.time() - started,
-                )
-                return
-            finally:
-                state.running = False
+        if self.stopping.is_set():
+            return
+        started = time.time()
+        every = duration_seconds(loaded.rules.service.full_read_every)
+        full = state.last_full is None or started - state.last_full >= every
+        state.running, state.runs, state.last_run = True, state.runs + 1, started
+        try:
+            with lane(lane_of_process(process)):
+                async with open_sync(loaded, budgets=self.budgets, extras=self.extras) as sync:
+                    result = await run_process(sync, process, incremental=not full)
+        except Exception as error:  # noqa: BLE001 (one rule set's failure must not stop the rest)
+            state.failures += 1
+            state.last_outcome, state.last_error = "failed", describe_error(error)
+            log_event(
+                "run failed",
+                logging.ERROR,
+                rule_set=name,
+                process=process,
+                error=state.last_error,
+                duration=time.time() - started,
+            )
+            return
+        finally:
+            state.running = False
         if full and result.outcome != "failed":
             state.last_full = started
         state.last_outcome, state.last_error = result.outcome, result.detail
@@ -252,6 +253,11 @@ class Service:
             await self._save_budgets(stores)
 
     async def _save_budgets(self, stores: Sequence[StateStore]) -> None:
+        """Save the budgets' levels in every store; a store that fails (busy) is tried next time,
+        as a failed run would be: it must not stop the service."""
         levels = {account: budget.saved() for account, budget in self.budgets.all().items()}
         for store in stores:
-            await store.save_budget_levels(levels)
+            try:
+                await store.save_budget_levels(levels)
+            except ListsyncError as error:
+                log_event("budget levels not saved", logging.WARNING, error=str(error))

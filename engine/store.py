@@ -175,17 +175,18 @@ class OutcomeRecord(Struct, frozen=True):
 
 
 _UPSERT_BASE = """
-INSERT INTO base (rule_set, email, kind, opted_out, crm_fp, esp_fp, lists, record)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO base (rule_set, email, kind, opted_out, crm_fp, esp_fp, lists, record, changed_in)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (rule_set, email) DO UPDATE SET
     kind = excluded.kind, opted_out = excluded.opted_out, crm_fp = excluded.crm_fp,
-    esp_fp = excluded.esp_fp, lists = excluded.lists, record = excluded.record
+    esp_fp = excluded.esp_fp, lists = excluded.lists, record = excluded.record,
+    changed_in = excluded.changed_in
 WHERE base.record IS NOT excluded.record
    OR base.crm_fp IS NOT excluded.crm_fp
    OR base.esp_fp IS NOT excluded.esp_fp
 """
 _OLD_ROWS = """
-SELECT b.email, b.lists, b.crm_fp, b.esp_fp FROM json_each(?2) AS wanted
+SELECT b.email, b.lists, b.crm_fp, b.esp_fp, b.changed_in FROM json_each(?2) AS wanted
 CROSS JOIN base AS b ON b.rule_set = ?1 AND b.email = wanted.value
 """
 _COUNT_MEMBERS = """
@@ -252,11 +253,15 @@ class StateStore:
         return cls(conn, path, clock)
 
     async def close(self) -> None:
-        """Close the connection; further calls raise. Closing twice is harmless."""
+        """Close the connection; further calls raise. Closing twice is harmless.
+
+        Shielded: a run cancelled at the service's stop deadline still closes its store, or the
+        connection's worker thread (not a daemon) would keep the process from ever exiting."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            async with self._lock:
-                await conn.close()
+            with anyio.CancelScope(shield=True):
+                async with self._lock:
+                    await conn.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -335,13 +340,25 @@ class StateStore:
         return {str(name): int(count) for name, count in rows}
 
     async def commit_base(
-        self, rule_set: str, upserts: BaseUpserts, deletes: Iterable[str], context: str
+        self,
+        rule_set: str,
+        upserts: BaseUpserts,
+        deletes: Iterable[str],
+        context: str,
+        *,
+        since: int | None = None,
+        moved: set[str] | None = None,
     ) -> int:
         """Store `upserts`, forget `deletes`, record `context`; returns the base version.
 
         One transaction: records with their fingerprints, the list counts, the deletions and the
         context all land, or none do. The version is bumped only if a record, a fingerprint, a
         deletion or the context actually changed.
+
+        With `since` (the base version a plan was made from), a row another commit wrote after that
+        version is left as that commit wrote it, and its email goes into `moved`: two runs of one
+        rule set may apply at once, and the later plan's knowledge of a contact must not be
+        overwritten by an earlier plan's. The contact is simply diffed again next time.
         """
         forgotten = list(dict.fromkeys(deletes))
         both = upserts.keys() & set(forgotten)
@@ -355,17 +372,24 @@ class StateStore:
             version, previous = next(iter(rows), (0, None))
             changed = previous != context
             delta = _Delta()
+
+            async def current(emails: Sequence[str]) -> list[Any]:
+                """The stored rows of `emails` this commit may replace (moved ones noted, left out)."""
+                found = await conn.execute_fetchall(_OLD_ROWS, (rule_set, _encode_json(emails).decode()))
+                newer = {row[0] for row in found if since is not None and row[4] > since}
+                if moved is not None:
+                    moved.update(newer)
+                delta.drop(row for row in found if row[0] not in newer)
+                return [email for email in emails if email not in newer]
+
             for chunk in _chunks(items):
-                old = await conn.execute_fetchall(
-                    _OLD_ROWS, (rule_set, _encode_json([email for email, _ in chunk]).decode())
-                )
-                delta.drop(old)
+                kept = set(await current([email for email, _ in chunk]))
+                chunk = [item for item in chunk if item[0] in kept]
                 delta.take(record_and_fps for _, record_and_fps in chunk)
-                cursor = await conn.executemany(_UPSERT_BASE, _base_rows(rule_set, chunk))
+                cursor = await conn.executemany(_UPSERT_BASE, _base_rows(rule_set, chunk, version + 1))
                 changed |= cursor.rowcount > 0
             for doomed in _chunks(forgotten):
-                gone = _encode_json(doomed).decode()
-                delta.drop(await conn.execute_fetchall(_OLD_ROWS, (rule_set, gone)))
+                gone = _encode_json(await current(doomed)).decode()
                 cursor = await conn.execute(_FORGET_BASE, (rule_set, gone))
                 changed |= cursor.rowcount > 0
             await conn.executemany(
@@ -745,7 +769,7 @@ def _checked(fingerprint: int | None) -> int | None:
 # The generators below run on aiosqlite's thread, inside `executemany`, so encoding a million
 # records does not hold up the event loop; an exception in them aborts the transaction.
 def _base_rows(
-    rule_set: str, chunk: Sequence[tuple[str, tuple[Record, int | None, int | None]]]
+    rule_set: str, chunk: Sequence[tuple[str, tuple[Record, int | None, int | None]]], version: int
 ) -> Iterator[tuple[object, ...]]:
     for email, (record, crm_fp, esp_fp) in chunk:
         if record.email != email:
@@ -759,6 +783,7 @@ def _base_rows(
             _checked(esp_fp),
             _lists_text(record),
             _encode_record(record),
+            version,
         )
 
 
@@ -778,7 +803,7 @@ class _Delta:
         self.fingerprints: dict[str, tuple[list[int], list[int]]] = {"crm": ([], []), "esp": ([], [])}
 
     def drop(self, old_rows: Iterable[Any]) -> None:
-        for _, lists, crm_fp, esp_fp in old_rows:
+        for _, lists, crm_fp, esp_fp, _changed_in in old_rows:
             self.lists.subtract(_decode_lists(lists))
             for side, fp in (("crm", crm_fp), ("esp", esp_fp)):
                 if fp is not None:

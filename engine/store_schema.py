@@ -171,7 +171,14 @@ CREATE TABLE oauth_tokens (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+# v5: the base version that last wrote each base row, so that runs of one rule set can apply at
+# once: a run writes a contact's base only if no other run wrote it since this run's plan was made
+# (`StateStore.commit_base(since=...)`). Rows from before v5 count as written at version 0.
+_V5 = """
+ALTER TABLE base ADD COLUMN changed_in INTEGER NOT NULL DEFAULT 0;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

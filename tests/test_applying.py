@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import stamina
 
-from engine.applying import apply_plan
-from engine.contract import Adapter, JobStatus, Outcome, Snapshot
+from engine.applying import ApplyReport, apply_plan
+from engine.contract import Adapter, JobStatus, Outcome, PartialWrite, Snapshot
 from engine.errors import TransientError
 from engine.planning import make_plan
 from engine.plans import Op, OpKind
@@ -32,6 +32,9 @@ class Faulty:
     polls_to_finish: int = 2
     writes: int = 0
     jobs: dict[str, tuple[int, list[Outcome]]] = field(default_factory=dict)
+    # Jobs answer half the ops, then the vendor fails: once, or (`False`) for every write after.
+    cut_short: bool | None = None
+    sent: list[list[str | None]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -45,6 +48,10 @@ class Faulty:
 
     async def write(self, kind: OpKind, ops: Sequence[Op]) -> Sequence[Outcome]:
         self.writes += 1
+        if kind == "upsert_contact":
+            self.sent.append([op.email for op in ops])
+        if self.cut_short is not None and kind == "upsert_contact":
+            return await self._cut_short(kind, ops)
         if self.transient_failures:
             self.transient_failures -= 1
             raise TransientError("503 from the vendor", retry_after=1)
@@ -59,6 +66,23 @@ class Faulty:
             self.jobs[job] = (0, outcomes)
             return [Outcome(True, job=job)] * len(ops)
         return outcomes
+
+    async def _cut_short(self, kind: OpKind, ops: Sequence[Op]) -> Sequence[Outcome]:
+        if len(self.sent) == 1:  # the first write: the vendor takes half, then fails
+            half = len(ops) // 2
+            taken = await self._as_job(kind, ops[:half])
+            raise PartialWrite(
+                TransientError("503 on the second import"), [*taken, *[None] * (len(ops) - half)]
+            )
+        if not self.cut_short:
+            raise TransientError("503 from the vendor")
+        return await self._as_job(kind, ops)
+
+    async def _as_job(self, kind: OpKind, ops: Sequence[Op]) -> list[Outcome]:
+        outcomes = list(await self.inner.write(kind, ops))
+        job = f"job-{len(self.jobs) + 1}"
+        self.jobs[job] = (0, outcomes)
+        return [Outcome(True, job=job)] * len(ops)
 
     async def poll(self, job: str, ops: Sequence[Op]) -> JobStatus:
         polls, outcomes = self.jobs[job]
@@ -166,3 +190,40 @@ async def test_a_fingerprint_of_minus_one_is_stored_as_it_is() -> None:
     assert _stored_fp(-1, progress, "a@example.com", "esp") == -1
     assert _stored_fp(WRITTEN, progress, "a@example.com", "esp") == 42
     assert _stored_fp(WRITTEN, progress, "a@example.com", "crm") is None
+
+
+async def apply_cut_short(
+    world: World, monkeypatch: pytest.MonkeyPatch, *, recovers: bool, attempts: int
+) -> tuple[ApplyReport, list[str], Faulty]:
+    """A first sync whose first write the vendor takes half of, then fails (once, or for good)."""
+    import engine.applying
+
+    monkeypatch.setattr(engine.applying, "POLL_FIRST", 0.01)
+    with stamina.set_testing(True, attempts=attempts, cap=True):
+        async with faulty_esp(world, cut_short=recovers, polls_to_finish=1) as (sync, esp):
+            report = await apply_plan(sync, await make_plan(sync))
+            jobs = [job.vendor_job_id for job in await sync.store.jobs("world")]
+    return report, sorted(jobs), esp
+
+
+async def test_a_write_cut_short_is_repeated_for_the_ops_the_vendor_did_not_take(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = seed(tmp_path)
+    report, jobs, esp = await apply_cut_short(world, monkeypatch, recovers=True, attempts=6)
+    first, second = esp.sent
+    assert len(first) == 6 and second == first[3:]  # the taken half was not submitted again
+    assert jobs == ["job-1", "job-2"] == sorted(esp.jobs)
+    assert report.done["upsert_contact"] == 6 and (await world.plan()).ops == ()
+
+
+async def test_when_retries_run_out_the_jobs_taken_are_still_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = seed(tmp_path)
+    report, jobs, esp = await apply_cut_short(world, monkeypatch, recovers=False, attempts=3)
+    assert jobs == ["job-1"] and len(esp.sent) == 3
+    assert report.done["upsert_contact"] == 3 and report.rejected["upsert_contact"] == 3
+    assert any(reason.startswith("not written: 503") for reason in report.reasons)
+    again = await world.plan()
+    assert {op.email for op in again.ops if op.kind == "upsert_contact"} == set(esp.sent[0][3:])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from hypothesis import given, settings
@@ -9,10 +10,12 @@ from hypothesis import strategies as st
 from msgspec.structs import replace
 
 from engine.consent import decide
-from engine.diffing import _fields, diff_record, in_step
-from engine.plans import Change
+from engine.diffing import _fields, diff_record, in_step, partly_confirmed
+from engine.plans import NEW_CONTACT, REPORT_ONLY, Change, Op
 from engine.reconciling import agrees
 from engine.records import Record
+from engine.ruleset import RuleSet
+from engine.simulating import ESP_OPS, after_ops
 from tests.support import LISTS, applied, diff, kinds, make_rules, record
 
 RULES = make_rules()
@@ -171,6 +174,27 @@ def test_a_person_only_field_is_not_synced_for_leads() -> None:
     crm = record(kind="person", fields={})
     esp = record(fields={"COMPANY": "Acme"})
     assert diff(crm, esp, crm, rules).ops == ()
+
+
+def test_a_contact_made_again_by_its_opt_out_alone_gets_its_values_written_not_cleared() -> None:
+    """Deleted from the ESP: its opt-out made it again there, but the upsert with its values failed.
+    The ESP then holds none of them; the base must not say it held them, or the diff would read
+    the ESP as clearing them and clear the CRM too."""
+    rules = _unowned("never")
+    fields = {"FIRSTNAME": "Jo", "CITY": "York", "SCORE": None}
+    base = record(opted_out=True, opt_out_reason="unsubscribed", fields=fields)
+    crm = replace(base, opt_out_reason=None)
+    result = diff(crm, None, base, rules)
+    assert kinds(result) == ["opt_out_esp", "upsert_contact"] and result.target is not None
+    failed = [op for op in result.ops if op.kind == "upsert_contact"]
+    esp = after_ops(None, crm.email, [result.ops[0]], "esp")
+    partial = partly_confirmed(result.target, base, failed, esp_written=True)
+    again = diff(crm, esp, partial, rules)
+    assert kinds(again) == ["upsert_contact"]
+    assert again.ops[0].changes == {"FIRSTNAME": Change(None, "Jo"), "CITY": Change(None, "York")}
+    # Nothing reached the ESP: the base is kept, and the contact is made again from it.
+    assert partly_confirmed(result.target, base, result.ops, esp_written=False) == base
+    assert partly_confirmed(result.target, None, result.ops, esp_written=False) is None
 
 
 # --- properties -------------------------------------------------------------------------------
@@ -348,3 +372,88 @@ def test_an_esp_that_freezes_suppressed_contacts_gets_no_writes_for_them_and_sti
     new_crm, new_esp = applied(crm, esp, result)
     again = diff_record(email, new_crm, new_esp, result.target, RULES, LISTS, True)
     assert [op for op in again.ops if op.kind != "conflict"] == []
+
+
+def _unowned(resubscribe: str) -> RuleSet:
+    return make_rules(
+        fields=[
+            {"crm": "first_name", "esp": "FIRSTNAME", "type": "text"},
+            {"crm": "city", "esp": "CITY", "type": "text", "direction": "both"},
+            {"crm": "score", "esp": "SCORE", "type": "numeric", "direction": "esp_to_crm"},
+        ],
+        consent={"resubscribe": resubscribe},
+    )
+
+
+def _resubscribes(ops: Iterable[Op]) -> list[tuple[str, Change]]:
+    return [(op.kind, op.changes["opted_out"]) for op in ops if "opted_out" in op.changes]
+
+
+@given(maybe, maybe, maybe, consent_rules, st.booleans(), st.booleans(), st.data())
+@settings(max_examples=500)
+def test_after_a_partly_confirmed_apply_what_was_confirmed_stands_and_opt_outs_hold(
+    crm: Record | None,
+    esp: Record | None,
+    base: Record | None,
+    resubscribe: str,
+    owned: bool,
+    frozen: bool,
+    data: st.DataObject,
+) -> None:
+    """Some of a contact's ops confirmed, the others not, and the base `partly_confirmed` gives.
+    The next diff agrees on the same record and plans what failed again; it resubscribes nobody
+    the old base would not have; and a later edit on one side is that side's change, never a
+    conflict the first diff did not park."""
+    rules = make_rules(consent={"resubscribe": resubscribe}) if owned else _unowned(resubscribe)
+    email = "p@example.com"
+    result = diff_record(email, crm, esp, base, rules, LISTS, frozen)
+    target = result.target
+    if crm is None or target is None:
+        return  # a contact gone from the CRM is forgotten only once all its ops went through
+    ops = [op for op in result.ops if op.kind not in REPORT_ONLY]
+    failed = data.draw(st.sets(st.sampled_from(range(len(ops)))) if ops else st.just(set()))
+    # As the apply does: a contact it makes on the ESP waits there for its opt-out.
+    creating = any(op.kind == "upsert_contact" and op.reason == NEW_CONTACT for op in ops)
+    if creating and any(ops[i].kind == "opt_out_esp" for i in failed):
+        failed |= {i for i, op in enumerate(ops) if op.kind in ("upsert_contact", "add_member")}
+    unconfirmed = [op for i, op in enumerate(ops) if i in failed]
+    confirmed = [op for i, op in enumerate(ops) if i not in failed]
+    new_crm, new_esp = after_ops(crm, email, confirmed, "crm"), after_ops(esp, email, confirmed, "esp")
+    esp_written = any(op.kind in ESP_OPS for op in confirmed)
+    written = partly_confirmed(target, base, unconfirmed, esp_written=esp_written)
+    new_base = written or base
+
+    again = diff_record(email, new_crm, new_esp, new_base, rules, LISTS, frozen)
+    assert again.target is not None
+    if esp is not None:
+        # (A contact the ESP had lost holds only what the confirmed ops wrote when made again, and
+        # that is what an ESP-owned field, and the reason for its opt-out, then say.)
+        assert (again.target.fields, again.target.lists) == (target.fields, target.lists)
+        assert again.target.undeliverable == target.undeliverable
+        assert again.target.opted_out == target.opted_out
+    if resubscribe == "never":
+        assert again.target.opted_out or not target.opted_out
+    if target.opted_out:
+        old = diff_record(email, new_crm, new_esp, base, rules, LISTS, frozen)
+        assert set(_resubscribes(again.ops)) <= set(_resubscribes(old.ops))
+    conflicts = {op.field for op in result.ops if op.kind == "conflict"}
+    assert {op.field for op in again.ops if op.kind == "conflict"} <= conflicts
+
+    # A field both sides now hold alike: an edit on one side is that side's change (once there is
+    # a base: a contact never synced, both of whose sides hold values, is in conflict by nature).
+    crm_edits = data.draw(st.booleans())
+    name = data.draw(st.sampled_from(["FIRSTNAME", "CITY"]))
+    if (
+        written is not None
+        and new_crm is not None
+        and new_esp is not None
+        and new_crm.fields.get(name) == new_esp.fields.get(name)
+    ):
+        edited = replace(new_crm if crm_edits else new_esp, fields={**new_crm.fields, name: "edited"})
+        sides = (edited, new_esp) if crm_edits else (new_crm, edited)
+        later = diff_record(email, *sides, new_base, rules, LISTS, frozen)
+        assert {op.field for op in later.ops if op.kind == "conflict"} <= conflicts
+
+    settled_crm, settled_esp = applied(new_crm, new_esp, again, email)
+    third = diff_record(email, settled_crm, settled_esp, again.target, rules, LISTS, frozen)
+    assert [op for op in third.ops if op.kind != "conflict"] == []

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.applying import apply_plan
+from engine.planning import make_plan
 from engine.plans import REPORT_ONLY
 from engine.processes import CONSENT, PROCESS_OPS, belongs
 from tests.files_world import World, crm_person
@@ -103,3 +105,23 @@ async def test_record_cursors_stay_put_while_work_is_deferred(tmp_path: Path) ->
     async with world.sync() as sync:
         assert await sync.store.get_cursor(sync.name, "crm", "records") != "before"
     assert world.read("esp.jsonl")["p1@example.com"]["FIRSTNAME"] == "Delta"
+
+
+async def test_processes_planned_together_and_applied_in_either_order_leave_nothing_behind(
+    tmp_path: Path,
+) -> None:
+    """Two runs of one rule set at once, as the service runs them: both planned from one base,
+    the later-planned one committing first. The other's commit leaves the contacts it wrote."""
+    world = await changed_world(tmp_path)
+    async with world.sync() as members_run, world.sync() as contacts_run:
+        members = await make_plan(members_run, process="members")
+        contacts = await make_plan(contacts_run, process="contacts")
+        await apply_plan(contacts_run, contacts)
+        between = await members_run.store.base_version(world.rules.rules.name)
+        report = await apply_plan(members_run, members)
+    assert between > members.tokens.base  # the contacts run did commit in between
+    # Shared contacts (the opt-outs, the new contact) were written by the contacts run and left alone.
+    assert report.base_written < len(members.targets)
+    assert (await world.plan()).ops == ()  # nothing lost, nothing left
+    crm, esp = world.read("crm.jsonl"), world.read("esp.jsonl")
+    assert esp["p3@example.com"]["opted_out"] and crm["p4@example.com"]["opted_out"]

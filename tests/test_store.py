@@ -331,3 +331,43 @@ def test_base_lookups_by_email_use_the_primary_key() -> None:
         assert not scans, plan
         assert any("SEARCH b USING PRIMARY KEY (rule_set=? AND email=?)" in s for s in plan), plan
     conn.close()
+
+
+@pytest.mark.asyncio
+async def test_a_commit_leaves_rows_another_commit_wrote_since_its_plan(tmp_path: Path) -> None:
+    ann = record("ann@example.com", "news", first="Ann")
+    bob = record("bob@example.com", "news", first="Bob")
+    cy = record("cy@example.com", "news", first="Cy")
+    async with await StateStore.open(tmp_path / "state.db", clock=clock) as store:
+        planned_at = await store.commit_base(RULES, {**upsert(ann), **upsert(bob), **upsert(cy)}, [], "c")
+        # Another run, planned later, commits first: Ann renamed, Cy forgotten, Dee new.
+        dee = record("dee@example.com", "news", first="Dee")
+        newer_ann = record("ann@example.com", "news", first="Annie")
+        await store.commit_base(
+            RULES, {**upsert(newer_ann), **upsert(dee)}, [cy.email], "c", since=planned_at
+        )
+        # The first run commits what its older plan knew of all four.
+        moved: set[str] = set()
+        stale = {e: (record(e, "news", first="old"), None, None) for e in (ann.email, bob.email, dee.email)}
+        await store.commit_base(RULES, stale, [], "c", since=planned_at, moved=moved)
+        assert moved == {ann.email, dee.email}  # written since its plan: left as the later run wrote them
+        base = await store.load_base(RULES)
+        assert base[ann.email] == newer_ann and base[dee.email] == dee
+        assert base[bob.email].fields["first"] == "old"  # untouched since: written
+        assert await store.list_sizes(RULES) == {"news": 3}
+        # Without `since` (a lone apply, the CLI), the commit writes everything, as before.
+        await store.commit_base(RULES, stale, [], "c")
+        assert (await store.load_base(RULES))[ann.email].fields["first"] == "old"
+
+
+@pytest.mark.asyncio
+async def test_a_store_closed_in_a_cancelled_run_still_ends_its_worker_thread(tmp_path: Path) -> None:
+    """The service cancels runs still going at its stop deadline; their stores close regardless,
+    or the connection's thread (not a daemon) keeps the process from exiting."""
+    store = await StateStore.open(tmp_path / "state.db", clock=clock)
+    worker = store._connection()._thread
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await store.close()
+    worker.join(timeout=5)
+    assert not worker.is_alive()

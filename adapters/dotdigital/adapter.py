@@ -49,8 +49,8 @@ from adapters.dotdigital import rows, wire
 from adapters.dotdigital.activity import read_activity
 from adapters.dotdigital.client import BEGINNING, DotdigitalClient, DotdigitalError
 from engine.activity_feed import ActivityFeed
-from engine.contract import AdapterContext, Capabilities, JobStatus, Outcome, Snapshot
-from engine.errors import PermanentError
+from engine.contract import AdapterContext, Capabilities, JobStatus, Outcome, Snapshot, interrupted
+from engine.errors import PermanentError, TransientError
 from engine.plans import Op, OpKind
 from engine.ruleset import FieldType, SecretRef, Side
 
@@ -255,11 +255,16 @@ class DotdigitalAdapter:
             _, not_found = await api.suppress(emails)
             missing.update(email.lower() for email in not_found)
         unknown = [index for index in wanted if str(ops[index].email).lower() in missing]
+        to_import = set(unknown)  # until its import is submitted, an unknown address is not taken
+        taken: list[Outcome | None] = [None if i in to_import else o for i, o in enumerate(outcomes)]
         for start in range(0, len(unknown), UNSUBSCRIBE_IMPORT_CHUNK):
             chunk = unknown[start : start + UNSUBSCRIBE_IMPORT_CHUNK]
-            job = UNSUBSCRIBE_IMPORT + await api.import_unsubscribed([str(ops[i].email) for i in chunk])
+            try:
+                job = UNSUBSCRIBE_IMPORT + await api.import_unsubscribed([str(ops[i].email) for i in chunk])
+            except TransientError as lost:
+                raise interrupted(lost, taken) from None
             for index in chunk:
-                outcomes[index] = Outcome(True, job=job)
+                outcomes[index] = taken[index] = Outcome(True, job=job)
         return outcomes
 
     async def _import_ops(self, api: DotdigitalClient, kind: OpKind, ops: Sequence[Op]) -> list[Outcome]:
@@ -294,6 +299,8 @@ class DotdigitalAdapter:
                     for index in members:
                         outcomes[index] = Outcome(False, f"the contact's import row is too large: {too_big}")
                     continue
+                except TransientError as lost:
+                    raise interrupted(lost, outcomes) from None
                 for index in members:
                     outcomes[index] = Outcome(True, job=job)
         return [outcome or Outcome(False, "not submitted") for outcome in outcomes]
@@ -327,7 +334,11 @@ class DotdigitalAdapter:
             if not found:
                 continue  # not in the account: not a member either
             ids = sorted({self._ids[str(ops[i].email).lower()] for i in found})
-            job = DELETION + await api.remove_from_address_book(book, ids)
+            try:
+                job = DELETION + await api.remove_from_address_book(book, ids)
+            except TransientError as lost:
+                done = {i for i, outcome in enumerate(outcomes) if outcome.job is not None or not outcome.ok}
+                raise interrupted(lost, [o if i in done else None for i, o in enumerate(outcomes)]) from None
             for index in found:
                 outcomes[index] = Outcome(True, job=job)
         return outcomes

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from adapters.dotdigital import rows, wire
 from adapters.dotdigital.adapter import DotdigitalAdapter, DotdigitalSettings
+from adapters.dotdigital.client import DotdigitalClient
 from adapters.dotdigital.emulator_data import SUPPRESSED, generate
 from adapters.dotdigital.emulator_state import DotdigitalState
-from engine.contract import Outcome
+from engine.contract import Outcome, PartialWrite
+from engine.errors import TransientError
 from engine.fingerprints import fingerprint_all
 from engine.plans import Change, Op
 from engine.ruleset import SecretRef
@@ -266,3 +270,37 @@ async def test_a_job_submitted_before_a_restart_is_polled_to_its_end_by_a_new_ad
         (True, None),
         (False, "Unsubscribed"),
     ]
+
+
+@pytest.mark.asyncio
+async def test_an_import_failing_after_another_was_submitted_is_a_partial_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Members of two books are two imports: when the second fails in transit, the first is
+    answered (its job) so that a retry submits only the second."""
+    state = account(
+        [{"email": "a@example.com", "lists": ["One"]}, {"email": "b@example.com", "lists": ["Two"]}]
+    )
+    submit = DotdigitalClient.import_contacts
+    calls = 0
+
+    async def second_fails(self: DotdigitalClient, *args: Any, **kwargs: Any) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise TransientError("Dotdigital POST import failed in transit (RemoteProtocolError)")
+        return await submit(self, *args, **kwargs)
+
+    monkeypatch.setattr(DotdigitalClient, "import_contacts", second_fails)
+    ops = [
+        Op("add_member", email="c@example.com", list="One"),
+        Op("add_member", email="d@example.com", list="Two"),
+    ]
+    async with opened(state) as adapter:
+        with pytest.raises(PartialWrite) as cut:
+            await adapter.write("add_member", ops)
+        [taken, left] = cut.value.outcomes
+        assert taken is not None and taken.job is not None and left is None
+        [again] = await adapter.write("add_member", ops[1:])
+    assert again.job is not None and again.job != taken.job and calls == 3
+    assert len(state.imports) == 2  # one per book: none submitted twice

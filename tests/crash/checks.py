@@ -105,7 +105,8 @@ def job_problems(
 
 
 def difference(esp: CrashEsp, crashed: dict[str, Any], twin: dict[str, Any], mapped: set[str]) -> list[str]:
-    """Where the crashed world's end state differs from its twin's, one line per differing part."""
+    """Where the crashed world's end state differs from its twin's: per side and part, the records
+    (by email or name) only one world has, and for the others what differs, field by field."""
     mine, theirs = (
         comparable({"crm": dumps["crm"], "esp": esp.synced(dumps["esp"], mapped)})
         for dumps in (crashed, twin)
@@ -113,13 +114,44 @@ def difference(esp: CrashEsp, crashed: dict[str, Any], twin: dict[str, Any], map
     problems = []
     for side in ("crm", "esp"):
         for part in sorted(set(mine[side]) | set(theirs[side])):
-            a, b = mine[side].get(part), theirs[side].get(part)
+            a, b = _keyed(mine[side].get(part) or []), _keyed(theirs[side].get(part) or [])
             if a == b:
                 continue
-            extra = [json.dumps(x, sort_keys=True)[:300] for x in (a or []) if x not in (b or [])]
-            missing = [json.dumps(x, sort_keys=True)[:300] for x in (b or []) if x not in (a or [])]
-            problems.append(
-                f"{side} {part} differs from the run without crashes: "
-                f"{len(extra)} only here (e.g. {extra[:2]}), {len(missing)} only there (e.g. {missing[:2]})"
-            )
+            details = [f"{key!r} only here" for key in sorted(a.keys() - b.keys())[:3]]
+            details += [f"{key!r} only there" for key in sorted(b.keys() - a.keys())[:3]]
+            details += [
+                f"{key!r}: {_fields_apart(a[key], b[key])}"
+                for key in sorted(a.keys() & b.keys())
+                if a[key] != b[key]
+            ][:5]
+            problems.append(f"{side} {part} differs from the run without crashes: " + "; ".join(details))
     return problems
+
+
+def _keyed(items: list[Any]) -> dict[str, Any]:
+    """A part's records by email or name (or their JSON when they have neither); repeats kept apart."""
+    keyed: dict[str, Any] = {}
+    for item in items:
+        key = str(item.get("email") or item.get("name") or "") if isinstance(item, dict) else ""
+        key = key or json.dumps(item, sort_keys=True)[:120]
+        while key in keyed:
+            key += "+"
+        keyed[key] = item
+    return keyed
+
+
+def _fields_apart(a: Any, b: Any) -> str:
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return f"{str(a)[:100]} here, {str(b)[:100]} there"
+    parts = []
+    for name in sorted(a.keys() | b.keys()):
+        x, y = a.get(name), b.get(name)
+        if x == y:
+            continue
+        if isinstance(x, list) and isinstance(y, list):
+            here = [v for v in x if v not in y][:5]
+            there = [v for v in y if v not in x][:5]
+            parts.append(f"{name} +{here} -{there}")
+        else:
+            parts.append(f"{name} {str(x)[:80]} here, {str(y)[:80]} there")
+    return ", ".join(parts)

@@ -166,7 +166,10 @@ class World:
             if code != 0:
                 self.findings.append(f"the service exited {code} on SIGTERM")
             if not quiet:
-                raise AssertionError(f"{self.root.name}: the service did not settle in {SETTLE_LIMIT:.0f}s")
+                said = "; ".join(self.findings[-3:]) or "no error in its log"
+                raise AssertionError(
+                    f"{self.root.name}: the service did not settle in {SETTLE_LIMIT:.0f}s ({said})"
+                )
             if not plan_has_changes(self.rules, self.env):
                 return
         raise AssertionError(f"{self.root.name}: a plan still had changes after settling three times")

@@ -8,13 +8,9 @@ stalling; runs are repeated, plan then apply, until a plan is empty. Then both s
 way in either world (an opt-out on each side, a rename, someone taken off the campaign), and both
 sync again. Each time the two accounts' dumps (`GET /_emulator/state`) must be equal but for ids,
 dates and the bulk jobs it took (`adapters.emulation.dumps.comparable`), and so must the CRM files.
-`LISTSYNC_FAULT_SEEDS=1,2,3,...` runs more seeds.
-
-The two-way field has an owner, the CRM. Without one, some seeds end in a parked conflict (seen
-with Mailchimp, seed 1): a first apply wrote every contact's CITY but its tag batch failed, so no
-base was written; the next run's plan held only the tag ops; and after it the CRM's later edit of
-one contact's CITY read as a change on both sides. That looks like the engine's base bookkeeping
-after a partly failed apply, not the ESP's doing, so the owner settles it here.
+`LISTSYNC_FAULT_SEEDS=1,2,3,...` runs more seeds. The two-way CITY field has no owner: a base that
+missed what a partly failed apply confirmed would turn the CRM's later edit into a conflict that
+never clears (`tests/test_partial_apply_base.py` shows that case on its own).
 """
 
 from __future__ import annotations
@@ -82,7 +78,6 @@ settings = {{ path = "crm.jsonl", campaigns = "campaigns.jsonl" }}
 crm = "city"
 esp = "CITY"
 direction = "both"
-owner = "crm"
 
 [campaigns]
 integrated = ["*"]
