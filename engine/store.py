@@ -233,7 +233,13 @@ class StateStore:
         path = Path(path)
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            # O_EXCL: an existing file is left to SQLite. Closing any descriptor of a file drops every
+            # POSIX lock this process holds on it, so opening and closing one here, while another
+            # store of this process has the database open, would let another process take it for
+            # the last connection and delete the WAL from under that store.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        except FileExistsError:
+            pass
         except OSError as error:
             raise PermanentError(f"cannot create state database {path}: {error}") from error
         with _private_umask(), _translated(path, opening=True):

@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tests.crash.esps import ESPS
 from tests.crash.running import crash_test
 
 # Faults the crashed world's emulators add to the kills: transient errors and dropped or cut answers.
@@ -18,20 +19,33 @@ DEFAULT_FAULTS = "500=0.02,503=0.02,429=0.02,drop=0.02,malformed=0.02,retry_afte
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bin/crash-test", description=__doc__)
+    parser.add_argument(
+        "--esp",
+        choices=sorted(ESPS),
+        default="dotdigital",
+        help="the ESP beside Workbooks (default: %(default)s)",
+    )
     parser.add_argument("--kills", type=int, default=200, help="SIGKILLs in all (default 200)")
     parser.add_argument("--contacts", type=int, default=1000, help="CRM people and leads (default 1000)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--faults",
         default=DEFAULT_FAULTS,
-        help=f"the crashed world's fault spec (default {DEFAULT_FAULTS}); '' for none",
+        help=f"the crashed world's fault spec (default {DEFAULT_FAULTS}); '' for none; "
+        "job_fail=SHARE fails a share of the ESP's bulk jobs (job_stall is not for this test: a job "
+        "that never ends keeps the service from settling)",
     )
     parser.add_argument("--dir", type=Path, help="keep both worlds here (default: a temporary directory)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="listsync-crash-") as temporary:
         root = args.dir or Path(temporary)
         report = crash_test(
-            root, kills=args.kills, contacts=args.contacts, seed=args.seed, faults=args.faults or None
+            root,
+            esp=args.esp,
+            kills=args.kills,
+            contacts=args.contacts,
+            seed=args.seed,
+            faults=args.faults or None,
         )
     for line in report.lines():
         print(line)

@@ -37,6 +37,7 @@ class Emulator:
     name: str
     process: subprocess.Popen[str]
     url: str
+    printed: list[str]  # what it printed on starting: its credentials, among other things
     readers: list[threading.Thread] = field(default_factory=list)
 
     @classmethod
@@ -54,13 +55,25 @@ class Emulator:
             process.kill()
             detail = process.stderr.read() if process.stderr else ""
             raise RuntimeError(f"listsync emulate {name} did not start: {first}{detail}")
-        emulator = cls(name, process, found.group(1))
+        printed: list[str] = []
+        for line in iter(process.stdout.readline, ""):  # up to "Press Ctrl-C to stop."
+            if line.startswith("Press"):
+                break
+            printed.append(line.strip())
+        emulator = cls(name, process, found.group(1), printed)
         for stream in (process.stdout, process.stderr):  # keep the pipes drained
             reader = threading.Thread(target=stream.read, daemon=True) if stream else None
             if reader is not None:
                 reader.start()
                 emulator.readers.append(reader)
         return emulator
+
+    def said(self, label: str) -> str:
+        """The value it printed on starting after `label` (such as "client secret"), to the first space."""
+        for line in self.printed:
+            if line.startswith(f"{label}: "):
+                return line.removeprefix(f"{label}: ").split()[0]
+        raise RuntimeError(f"listsync emulate {self.name} printed no {label!r}: {self.printed}")
 
     def control(self, what: str) -> Any:
         return httpx.get(f"{self.url}/_emulator/{what}", timeout=30).json()
