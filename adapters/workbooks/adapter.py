@@ -8,8 +8,10 @@ those are the CRM users' records. Row translation lives in `adapters.workbooks.r
 stale retry in `adapters.workbooks.saving`, and `record_activity` in `adapters.workbooks.activities`.
 Decisions:
 - Incremental snapshots follow the reference's delta pattern (§8): `updated_at >= cursor`
-  (equal timestamps are re-read, never missed), tombstones included. The cursor is the newest
-  `updated_at` seen, ISO 8601. A person or lead whose membership changed is re-read by id, and every
+  (equal timestamps are re-read, never missed), tombstones included, paged in order of id so that
+  an edit during the read cannot push a record between two pages. The cursor is the newest
+  `updated_at` that existed when the read began (ISO 8601): whatever changes during the read is
+  read again by the next delta. A person or lead whose membership changed is re-read by id, and every
   changed record's memberships are re-read whole, so each row carries all its memberships.
 - A deleted record is reported in `Snapshot.deleted` by email, unless another live person or lead
   still has that email. An email changed on a record is not seen as a deletion of the old one: full
@@ -128,22 +130,21 @@ class WorkbooksAdapter:
 
     # -- reads --
     async def snapshot(self, cursor: str | None = None) -> Snapshot:
-        version = await self.version()  # before reading: a change during the read moves it
+        tops = await self._newest_records()  # before reading: a change during the read moves them
         since = datetime.fromisoformat(cursor) if cursor else None
+        newest = since
+        for top in tops.values():
+            newest = rows.newer(newest, top)
         columns = await self._read_columns()
         self._campaigns = await self._read_campaigns()
-        api, newest, page = self._api(), since, self._settings.page_size
+        api, page = self._api(), self._settings.page_size
         changed: dict[str, dict[int, dict[str, Any]]] = {kind.name: {} for kind in KINDS}
         for kind in KINDS:
             async for record in api.changed_since(
                 kind.controller, since, columns[kind.controller], page_size=page
             ):
                 changed[kind.name][record["id"]] = record
-                newest = rows.newer(newest, record)
-        members: list[dict[str, Any]] = []
-        async for member in api.memberships_since(since, rows.MEMBER_COLUMNS, page_size=page):
-            newest = rows.newer(newest, member)
-            members.append(member)
+        members = [m async for m in api.memberships_since(since, rows.MEMBER_COLUMNS, page_size=page)]
         if since is not None:
             members = await self._delta_members(changed, members, columns)
         else:
@@ -165,7 +166,7 @@ class WorkbooksAdapter:
                     payloads.append(payload)
         return Snapshot(
             complete=since is None,
-            version=version,
+            version=_version_of(tops),
             payloads=payloads,
             decode=rows.decode,
             deleted=await self._gone(deleted),
@@ -198,7 +199,11 @@ class WorkbooksAdapter:
 
     async def version(self) -> str:
         """A hash of the newest (`updated_at`, `id`, `lock_version`) and the count, per record type."""
-        api, parts = self._api(), []
+        return _version_of(await self._newest_records())
+
+    async def _newest_records(self) -> dict[str, dict[str, Any]]:
+        """Per record type, its most recently updated record (tombstones included) and the row count."""
+        api, tops = self._api(), {}
         tombstones: list[Filter] = [("is_deleted", "eq", False), ("is_deleted", "eq", True)]
         for controller in (rows.PEOPLE, rows.LEADS, rows.MEMBERS, rows.CAMPAIGNS):
             page = await api.read(
@@ -209,10 +214,8 @@ class WorkbooksAdapter:
                 sort=[("updated_at", "DESC"), ("id", "DESC")],
                 limit=1,
             )
-            top = page.data[0] if page.data else {}
-            parts.append(f"{controller}:{page.total}:{top.get('id')}:{top.get('lock_version')}")
-            parts.append(str(top.get("updated_at")))
-        return xxhash.xxh3_64_hexdigest("|".join(parts).encode())
+            tops[controller] = {**(page.data[0] if page.data else {}), "total": page.total}
+        return tops
 
     async def _read_columns(self) -> dict[str, list[str]]:
         """Columns to read per type: the metadata's (or the settings' that exist), plus the essentials."""
@@ -380,3 +383,11 @@ class WorkbooksAdapter:
 
 
 __all__ = ["LEAD", "PERSON", "WRITES", "WorkbooksAdapter", "WorkbooksSettings"]
+
+
+def _version_of(tops: dict[str, dict[str, Any]]) -> str:
+    parts = []
+    for controller, top in tops.items():
+        parts.append(f"{controller}:{top['total']}:{top.get('id')}:{top.get('lock_version')}")
+        parts.append(str(top.get("updated_at")))
+    return xxhash.xxh3_64_hexdigest("|".join(parts).encode())

@@ -287,10 +287,14 @@ class WorkbooksClient:
         deleted: bool = True,
         page_size: int = 100,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Rows updated at or after `updated_at` (all when None), oldest first, tombstones included.
+        """Rows updated at or after `updated_at` (all when None), in order of id, tombstones included.
 
-        Paging is by offset: a record changed during the read moves to the end and may be seen twice,
-        so keep the newest `updated_at` seen as the next cursor and dedupe by id (reference §8, Deltas).
+        Paging is by offset, so the order is by id, which no edit changes: in order of `updated_at`, a
+        record edited during the read would jump to the end and move every later one up a place, and
+        one would fall between two pages unseen. By id, an edit only ever adds a row to the filtered
+        set (`updated_at` grows; tombstones stay), so a row may be read twice (dedupe by id) but none
+        is missed. A record edited after its page was read carries its old values: the cursor for the
+        next read must therefore be no later than the moment this one began (reference §8, Deltas).
         """
         filters: list[Filter] = [] if updated_at is None else [("updated_at", "ge", updated_at)]
         match = "and"
@@ -299,9 +303,8 @@ class WorkbooksClient:
             match = f"{len(filters) - 1} OR {len(filters)}"
             match = match if updated_at is None else f"1 AND ({match})"
         select = list(dict.fromkeys([*columns, "updated_at", "is_deleted"])) if columns else []
-        sort = [("updated_at", "ASC"), ("id", "ASC")]
         return self.read_all(
-            controller, select=select, filters=filters, match=match, sort=sort, page_size=page_size
+            controller, select=select, filters=filters, match=match, sort=[("id", "ASC")], page_size=page_size
         )
 
     def people_since(

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import msgspec
@@ -446,3 +447,58 @@ def test_capabilities() -> None:
     assert caps.writes == {"opt_out_crm", "update_crm", "mark_undeliverable_crm", "record_activity"}
     default = WorkbooksAdapter.capabilities(KEYED, "crm")
     assert default.campaign_field_lengths[PUBLIC_NAME_FIELD] == 255
+
+
+def changing_during_reads(
+    state: WorkbooksState, clock: Clock, controller: str, at_start: int, edited: list[dict[str, Any]]
+) -> Hook:
+    """A hook that, as the page of `controller` from offset `at_start` is asked for, edits three of its
+    records (into `edited`), as people or another listsync run would in the middle of a read: the one
+    least recently updated, then, a little later each, the first and the last by id."""
+    live = state.live(controller)
+    picks = [min(live, key=lambda r: (r["updated_at"], r["id"])), live[0], live[-1]]
+    change = (
+        {"person_job_title": "Edited mid-read"}
+        if controller == "crm/people"
+        else {"campaign_membership_status_id": None}
+    )
+
+    def edit(request: httpx.Request) -> None:
+        asked = parse_qs(request.content.decode())  # reads are POSTs with _method=GET
+        if request.url.path == f"/{controller}.api" and asked.get("_start") == [str(at_start)]:
+            for record in picks:
+                clock.now += 5
+                edited.append(state.update(controller, record["id"], change))
+
+    return edit
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("controller", ["crm/people", "crm/campaign_membership"])
+async def test_a_record_edited_during_a_paged_read_makes_no_other_go_missing_and_is_read_next_time(
+    controller: str,
+) -> None:
+    # Paging is by offset: were the read ordered by updated_at, the record least recently updated
+    # would jump to the end when edited, everything after it would move up one place, and one record
+    # would fall between two pages, read as deleted from the CRM (and taken off its lists: for good,
+    # if opted out in the ESP). And the next delta must start no later than this read began, or an
+    # edit to a record already read would be missed behind the later edit of one read after it.
+    clock, edited = Clock(), []
+    state = generated(clock)
+    settings = msgspec.structs.replace(KEYED, page_size=20)
+    async with opened(state, settings) as adapter:
+        before = by_email(await adapter.snapshot())
+    hook = changing_during_reads(state, clock, controller, 20, edited)
+    async with opened(state, settings, hook=hook) as adapter:
+        during = await adapter.snapshot()
+        clock.now += 5
+        assert during.cursor is not None
+        after = by_email(await adapter.snapshot(during.cursor))
+    assert set(by_email(during)) == set(before)
+    if controller == "crm/people":
+        emails = {p["main_location[email]"] for p in edited}
+    else:
+        parties = {(PERSON, p["id"]): p["main_location[email]"] for p in state.live("crm/people")}
+        parties |= {(LEAD, lead["id"]): lead[LEAD_EMAIL] for lead in state.live("crm/sales_leads")}
+        emails = {parties[(m["party_or_lead_type"], m["party_or_lead_id"])] for m in edited}
+    assert len(edited) == 3 and {e for e in emails if e in before} <= set(after)
