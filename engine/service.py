@@ -11,6 +11,9 @@ What it promises, and how:
   only jobs older than `service.job_wait`, the time an apply polls its own. At start `imports` runs
   first, so jobs an earlier service left open are resumed and polled, never submitted again,
   before anything new is planned.
+- **Whole reads once in a while.** Runs read what changed since their cursors; every
+  `service.full_read_every` a run reads both sides whole, to catch what a cursor cannot see. The time
+  of the last is kept in the state store, so a restart (or a crash loop) does not read whole again.
 - **A failing rule set does not stop the others.** A run's error is logged, counted and the loop
   waits its interval as usual; the next run tries again.
 - **Hot reload.** Rule files are re-read every `reload_every` seconds when their bytes change. A
@@ -151,13 +154,18 @@ class Service:
         if self.stopping.is_set():
             return
         started = time.time()
-        every = duration_seconds(loaded.rules.service.full_read_every)
-        full = state.last_full is None or started - state.last_full >= every
+        full = False
         state.running, state.runs, state.last_run = True, state.runs + 1, started
         try:
             with lane(lane_of_process(process)):
                 async with open_sync(loaded, budgets=self.budgets, extras=self.extras) as sync:
+                    if state.last_full is None:  # an earlier service's, so a restart reads only changes
+                        state.last_full = await sync.store.last_full_read(name, process)
+                    full = self._full_read_due(loaded, state, started)
                     result = await run_process(sync, process, incremental=not full)
+                    if full and result.outcome != "failed":
+                        state.last_full = started
+                        await sync.store.save_full_read(name, process, started)
         except Exception as error:  # noqa: BLE001 (one rule set's failure must not stop the rest)
             state.failures += 1
             state.last_outcome, state.last_error = "failed", describe_error(error)
@@ -172,8 +180,6 @@ class Service:
             return
         finally:
             state.running = False
-        if full and result.outcome != "failed":
-            state.last_full = started
         state.last_outcome, state.last_error = result.outcome, result.detail
         if result.outcome in ("ok", "partial"):
             state.last_success = time.time()
@@ -194,6 +200,11 @@ class Service:
             held=result.held,
             detail=result.detail if result.outcome == "held" else None,
         )
+
+    @staticmethod
+    def _full_read_due(loaded: LoadedRules, state: ProcessState, now: float) -> bool:
+        every = duration_seconds(loaded.rules.service.full_read_every)
+        return state.last_full is None or now - state.last_full >= every
 
     # -- hot reload ---------------------------------------------------------------------------------
     async def _watch(self) -> None:

@@ -638,6 +638,23 @@ class StateStore:
         rows = await self._fetch("SELECT account, level, saved_at FROM budget_levels", ())
         return {str(account): (float(level), float(at)) for account, level, at in rows}
 
+    # --- whole reads -----------------------------------------------------------------------
+
+    async def save_full_read(self, rule_set: str, process: str, at: float) -> None:
+        """Note that a run of `process` that began at wall time `at` read both sides whole."""
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO full_reads (rule_set, process, read_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (rule_set, process) DO UPDATE SET read_at = excluded.read_at",
+                (rule_set, process, at),
+            )
+
+    async def last_full_read(self, rule_set: str, process: str) -> float | None:
+        rows = await self._fetch(
+            "SELECT read_at FROM full_reads WHERE rule_set = ? AND process = ?", (rule_set, process)
+        )
+        return next((float(at) for (at,) in rows), None)
+
     # --- OAuth grants ----------------------------------------------------------------------
 
     async def load_tokens(self, rule_set: str, side: Side, adapter: str) -> OAuthTokens | None:

@@ -178,7 +178,18 @@ _V5 = """
 ALTER TABLE base ADD COLUMN changed_in INTEGER NOT NULL DEFAULT 0;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
+# v6: when the service last read a process's sides whole (`service.full_read_every`), so that a
+# restart reads only what changed since its cursors instead of everything again.
+_V6 = """
+CREATE TABLE full_reads (
+    rule_set TEXT NOT NULL,
+    process  TEXT NOT NULL,
+    read_at  REAL NOT NULL,
+    PRIMARY KEY (rule_set, process)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -214,3 +214,30 @@ async def test_a_budget_save_that_fails_is_logged_and_the_service_goes_on(log: i
     await Service([])._save_budgets([Busy()])  # type: ignore[list-item]
     [event] = events(log)
     assert event["event"] == "budget levels not saved" and "busy" in event["error"]
+
+
+async def test_a_restarted_service_reads_whole_only_when_full_read_every_has_passed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log: io.StringIO
+) -> None:
+    world = World(tmp_path, monkeypatch)
+    rules = fast_rules(world)
+    name = "workbooks-dotdigital"
+
+    def first_reads() -> dict[str, bool]:
+        """Whether each process's first run of the last service read whole, by process."""
+        runs = [e for e in events(log) if e["event"] == "run" and e["rule_set"] == name]
+        log.truncate(0), log.seek(0)
+        return {p: next(e["full_read"] for e in runs if e["process"] == p) for p in PROCESSES}
+
+    async def serve_once() -> None:
+        service = service_for(world, rules)
+        await serve_until(service, lambda: all(ok_runs(service, name, p) >= 2 for p in PROCESSES))
+
+    await serve_once()
+    assert all(first_reads().values())  # a first start has read nothing yet
+    await serve_once()
+    assert not any(first_reads().values())  # a restart within a day goes on from its cursors
+    rules.write_text(rules.read_text().replace('job_wait = "1s"', 'job_wait = "1s"\nfull_read_every = "1s"'))
+    await anyio.sleep(1)
+    await serve_once()
+    assert all(first_reads().values())
