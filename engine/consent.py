@@ -34,7 +34,8 @@ def decide(email: str, crm: Record, esp: Record, base: Record | None, rules: Con
     """The agreed opt-out state for one contact, and the ops that bring both sides to it."""
     crm_out, esp_out = crm.opted_out, esp.opted_out
     was_out = base.opted_out if base is not None else False
-    esp_reason = esp.opt_out_reason or (base.opt_out_reason if base is not None else None)
+    known = base.opt_out_reason if base is not None and base.opted_out else None
+    esp_reason = kept_reason(known, esp.opt_out_reason, rules)
     if crm_out == esp_out:
         return ConsentDecision(crm_out, esp_reason if esp_out else None)
     if crm_out:
@@ -51,6 +52,20 @@ def decide(email: str, crm: Record, esp: Record, base: Record | None, rules: Con
     if was_out:
         ops.append(_blocked(email, "crm", f"opted back in in the CRM; ESP reason {esp_reason or 'unknown'}"))
     return ConsentDecision(True, esp_reason, tuple(ops))
+
+
+def kept_reason(known: str | None, read: str | None, rules: Consent) -> str | None:
+    """Why a contact stays opted out, given the reason `known` from before and the one the ESP `read`.
+
+    The known reason stands unless the one read forbids more: an ESP reports listsync's own opt-out
+    (re-asserted on a contact made again there) as an admin one, and that must not turn someone who
+    unsubscribed themselves into someone a CRM opt-in may resubscribe (`resubscribe_reasons`).
+    """
+    if known is None or read is None:
+        return known or read
+    if known in rules.resubscribe_reasons and read not in rules.resubscribe_reasons:
+        return read
+    return known
 
 
 def _blocked(email: str, side: str, what: str) -> Op:

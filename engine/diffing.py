@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 
 from msgspec import Struct
 
-from engine.consent import OPTED_OUT, decide
+from engine.consent import OPTED_OUT, decide, kept_reason
 from engine.plans import NEW_CONTACT, Change, Op
 from engine.records import Record
 from engine.ruleset import FieldMapping, RuleSet
@@ -210,7 +210,8 @@ def _crm_absent(
     opted_out = base.opted_out or (esp is not None and esp.opted_out)
     if not opted_out:
         return RecordDiff(ops, None, True)
-    reason = (esp.opt_out_reason if esp is not None and esp.opted_out else None) or base.opt_out_reason
+    read = esp.opt_out_reason if esp is not None and esp.opted_out else None
+    reason = kept_reason(base.opt_out_reason if base.opted_out else None, read, rules.consent)
     tombstone = Record(email, kind=base.kind, opted_out=True, opt_out_reason=reason)
     return RecordDiff(ops, tombstone, tombstone != base)
 

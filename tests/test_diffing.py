@@ -155,6 +155,28 @@ def test_a_crm_resubscribe_is_allowed_only_for_permitted_reasons() -> None:
     assert "blocked_resubscribe" in kinds(diff(record(opted_out=False), own, own, rules))
 
 
+def test_an_opt_out_re_asserted_by_listsync_keeps_why_the_contact_opted_out() -> None:
+    # Someone unsubscribed themselves; their ESP contact was deleted and made again by listsync with
+    # the opt-out re-asserted, which the ESP reads back as an admin opt-out. The CRM opting them back
+    # in must still be refused under a rule that lets the CRM reverse only admin and CRM opt-outs.
+    rules = make_rules(consent={"resubscribe": "from_crm"})
+    own = record(opted_out=True, opt_out_reason="unsubscribed", lists=frozenset({"Spring"}))
+    remade = diff(own, None, own, rules)
+    assert "opt_out_esp" in kinds(remade) and remade.target is not None
+    read_back = replace(own, opt_out_reason="admin")
+    settled = diff(own, read_back, remade.target, rules)
+    assert settled.target is not None and settled.target.opt_out_reason == "unsubscribed"
+    assert not settled.changed
+    opted_in = diff(record(opted_out=False, lists=frozenset({"Spring"})), read_back, settled.target, rules)
+    assert "blocked_resubscribe" in kinds(opted_in)
+    # A reason that forbids more, read later, replaces one that allowed a CRM reversal.
+    admin = record(opted_out=True, opt_out_reason="admin")
+    complained = diff(admin, replace(admin, opt_out_reason="complaint"), admin, rules)
+    assert complained.target is not None and complained.target.opt_out_reason == "complaint"
+    gone = diff(None, replace(admin, opt_out_reason="unsubscribed"), own, rules)
+    assert gone.target is not None and gone.target.opt_out_reason == "unsubscribed"
+
+
 def test_an_esp_resubscribe_flows_to_the_crm_when_allowed() -> None:
     rules = make_rules(consent={"resubscribe": "from_esp"})
     base = record(opted_out=True, opt_out_reason="unsubscribed")
