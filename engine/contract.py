@@ -16,7 +16,7 @@ knows the exact bytes the next snapshot will carry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -116,6 +116,9 @@ class Snapshot:
     lists: dict[str, str] = field(default_factory=dict)
     fields: dict[str, FieldType] = field(default_factory=dict)
     cursor: str | None = None
+    # Contacts this side holds that the rules keep listsync away from, by email, with why (Mailchimp's
+    # archived members under `archived = "skip"`): no op is planned for them, and the plan lists them.
+    left_alone: Mapping[str, str] = field(default_factory=dict)
     # CRM adapters: the field names each record type has ("person", "lead", "campaign"), from the
     # CRM's own metadata, so the rules' mapped fields are checked before anything is written.
     columns: dict[str, frozenset[str]] = field(default_factory=dict)

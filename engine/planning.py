@@ -19,11 +19,12 @@ from engine.plans import Op, Plan, Tokens, order_ops
 from engine.processes import for_process
 from engine.reading import BaseLookup, read_sides, reading_of
 from engine.reconciling import Account, BaseRow, candidates, reconcile
-from engine.records import Mapper
+from engine.records import Mapper, Rejection
 from engine.rules_loading import refuse_missing_crm_fields
 from engine.ruleset import ProcessName, RuleSet, Side, context_digest
 from engine.safety import threshold_stops
 from engine.session import SIDES, Sync
+from engine.values import normalise_email
 
 RECORDS_STREAM = "records"
 OPT_OUTS = frozenset({"opt_out_esp", "opt_out_crm"})
@@ -57,7 +58,8 @@ async def make_plan(sync: Sync, *, incremental: bool = False, process: ProcessNa
     )
     managed = Mapper(rules, "crm", campaigns).managed_lists
     base = lookup.rows(candidates(crm, esp))
-    result = reconcile(rules, crm, esp, base, managed, _account(sync, esp_snapshot))
+    left_alone = _left_alone(("crm", crm_snapshot), ("esp", esp_snapshot))
+    result = reconcile(rules, crm, esp, base, managed, _account(sync, esp_snapshot), left_alone)
     stops = await _safety(sync, result.ops, base, index.records)
     ops = list(result.ops)
     marked = {str(op.email) for op in ops if op.kind == "mark_undeliverable_crm"}
@@ -72,6 +74,7 @@ async def make_plan(sync: Sync, *, incremental: bool = False, process: ProcessNa
         fingerprints=result.fingerprints,
         safety_stops=stops,
         rejections=tuple((r.side, r.email, r.reason) for r in result.rejections),
+        left_alone=tuple((r.side, r.email, r.reason) for r in result.left_alone),
         context=context,
         cursors={
             side: snapshot.cursor
@@ -81,6 +84,18 @@ async def make_plan(sync: Sync, *, incremental: bool = False, process: ProcessNa
         activity=activity.state if activity is not None else None,
     )
     return for_process(whole, process)
+
+
+def _left_alone(*sides: tuple[Side, Snapshot]) -> dict[str, Rejection]:
+    """The contacts each side's rules keep listsync away from, by normalised email."""
+    found: dict[str, Rejection] = {}
+    for side, snapshot in sides:
+        for email, why in snapshot.left_alone.items():
+            try:
+                found.setdefault(normalise_email(email), Rejection(side, email, why))
+            except ValueError:
+                continue  # not an address any record of the other side could have
+    return found
 
 
 async def _snapshot(sync: Sync, side: Side, incremental: bool) -> Snapshot:

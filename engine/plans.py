@@ -106,6 +106,8 @@ class Plan(Struct, frozen=True, omit_defaults=True):
     fingerprints: dict[str, tuple[int | None, int | None]] = {}
     safety_stops: tuple[str, ...] = ()
     rejections: tuple[tuple[str, str, str], ...] = ()
+    # (side, email, why) of contacts a side's rules keep listsync away from (`Snapshot.left_alone`).
+    left_alone: tuple[tuple[str, str, str], ...] = ()
     context: str = ""
     cursors: dict[str, str] = {}
     # Set when cut down to one process (`engine.processes`): which, and how many ops it left to others.

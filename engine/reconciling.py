@@ -45,6 +45,7 @@ class Reconciled:
     targets: dict[str, Record | None]
     fingerprints: dict[str, Fingerprints]
     rejections: list[Rejection]
+    left_alone: list[Rejection] = field(default_factory=list)
 
 
 @gc_paused()
@@ -55,15 +56,21 @@ def reconcile(
     base: Mapping[str, BaseRow],
     managed: frozenset[str],
     account: Account,
+    left_alone: Mapping[str, Rejection] | None = None,
 ) -> Reconciled:
-    """Diff every candidate contact and collect the plan's parts."""
+    """Diff every candidate contact and collect the plan's parts. A contact in `left_alone` (a side's
+    rules keep listsync away from it) gets no op and keeps its base; the plan says why."""
     crm.look_up(row[1] for row in base.values())
     esp.look_up(row[2] for row in base.values())
     _drop_duplicates(crm, esp, base)
     ops = account_ops(rules, managed, account)
     targets: dict[str, Record | None] = {}
     fingerprints: dict[str, Fingerprints] = {}
+    skipped: list[Rejection] = []
     for email in sorted(candidates(crm, esp)):
+        if left_alone and email in left_alone:
+            skipped.append(left_alone[email])
+            continue
         stored, stored_crm, stored_esp = base.get(email, _NO_BASE)
         crm_record = _side_record(email, crm, stored, stored_crm)
         esp_record = _side_record(email, esp, stored, stored_esp)
@@ -80,7 +87,7 @@ def reconcile(
             targets[email] = target
             if target is not None:
                 fingerprints[email] = observed
-    return Reconciled(ops, targets, fingerprints, crm.rejections + esp.rejections)
+    return Reconciled(ops, targets, fingerprints, crm.rejections + esp.rejections, skipped)
 
 
 def candidates(crm: SideView, esp: SideView) -> set[str]:

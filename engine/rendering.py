@@ -1,8 +1,9 @@
 """Showing a plan to a person, like `terraform plan`, or to a program as JSON.
 
 One line per op with a symbol, the record, the list or field and old -> new values; a per-kind count
-first when the plan is large; one summary line last. Held plans and rejected records are shown after
-the summary so they are not missed. Colour comes from rich and is dropped when not on a terminal.
+first when the plan is large; one summary line last. Held plans, rejected records and contacts the
+rules keep listsync away from are shown after the summary so they are not missed. Colour comes from
+rich and is dropped when not on a terminal.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def render(
             console.print(_deferred_line(plan))
         else:
             console.print("[green]No changes.[/] Both sides agree with the rules.")
+        _listed(console, plan.left_alone, "left alone by the rules", "dim")
         return
     if len(ops) > LARGE:
         console.print(Text(summary_line(ops), style="bold"))
@@ -83,14 +85,19 @@ def render(
         console.print(
             "Nothing will be written until this is reviewed; apply with --override-safety to proceed."
         )
-    if plan.rejections:
-        console.print(
-            Text(f"{len(plan.rejections):,} record(s) rejected and left unchanged:", style="yellow")
-        )
-        for side, email, reason in plan.rejections[:20]:
-            console.print(f"  {side.upper()} {email}: {reason}")
-        if len(plan.rejections) > 20:
-            console.print(f"  … {len(plan.rejections) - 20:,} more (see --json)", style="dim")
+    _listed(console, plan.rejections, "rejected and left unchanged", "yellow")
+    _listed(console, plan.left_alone, "left alone by the rules", "dim")
+
+
+def _listed(console: Console, records: Sequence[tuple[str, str, str]], what: str, style: str) -> None:
+    """Up to 20 (side, email, why) records under a count line; the rest are in --json."""
+    if not records:
+        return
+    console.print(Text(f"{len(records):,} record(s) {what}:", style=style))
+    for side, email, reason in records[:20]:
+        console.print(f"  {side.upper()} {email}: {reason}")
+    if len(records) > 20:
+        console.print(f"  … {len(records) - 20:,} more (see --json)", style="dim")
 
 
 def _deferred_line(plan: Plan) -> Text:
@@ -144,7 +151,8 @@ def summary_line(ops: Sequence[Op]) -> str:
 
 
 def as_json(plan: Plan, *, kinds: Sequence[str] = (), lists: Sequence[str] = ()) -> bytes:
-    """``{"summary": {kind: count}, "ops": [...], "safety_stops": [...], "rejections": [...]}``, plus
+    """``{"summary": {kind: count}, "ops": [...], "safety_stops": [...], "rejections": [...],
+    "left_alone": [...]}``, plus
     ``process`` and ``deferred`` (ops left to other processes) for a plan cut to one process."""
     ops = select(plan.ops, kinds, lists)
     document: dict[str, Any] = {
@@ -152,6 +160,7 @@ def as_json(plan: Plan, *, kinds: Sequence[str] = (), lists: Sequence[str] = ())
         "ops": ops,
         "safety_stops": list(plan.safety_stops),
         "rejections": [{"side": s, "email": e, "reason": r} for s, e, r in plan.rejections],
+        "left_alone": [{"side": s, "email": e, "reason": r} for s, e, r in plan.left_alone],
     }
     if plan.process is not None:
         document |= {"process": plan.process, "deferred": plan.deferred}

@@ -74,3 +74,17 @@ def test_json_has_the_summary_and_the_ops() -> None:
     document = msgspec.json.decode(as_json(plan, kinds=["add_member"]))
     assert document["summary"] == {"add_member": 1}
     assert document["ops"] == [{"kind": "add_member", "email": "a@example.com", "list": "L"}]
+
+
+def test_contacts_left_alone_by_the_rules_are_listed_with_or_without_changes() -> None:
+    left = (("esp", "c@example.com", "archived in Mailchimp"),)
+    quiet = Plan("r", TOKENS, left_alone=left)
+    text = shown(quiet)
+    assert "No changes." in text and "1 record(s) left alone by the rules:" in text
+    assert "ESP c@example.com: archived in Mailchimp" in text
+    busy = Plan("r", TOKENS, (Op("add_member", "a@example.com", list="L"),), left_alone=left)
+    assert shown(busy).index("Plan:") < shown(busy).index("ESP c@example.com")
+    document = msgspec.json.decode(as_json(busy))
+    assert document["left_alone"] == [
+        {"side": "esp", "email": "c@example.com", "reason": "archived in Mailchimp"}
+    ]

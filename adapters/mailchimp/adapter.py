@@ -11,7 +11,9 @@ Why it looks the way it does:
   and tags; an incremental one reads members changed since the cursor (less a five-minute overlap).
   Tag changes do not move a member's ``last_changed``, so only full reads see tags changed in Mailchimp's
   app. Archived members are not in a snapshot (Mailchimp's app treats them as gone); an incremental
-  read reports those archived since the cursor as ``deleted``.
+  read reports those archived since the cursor as ``deleted``. Under ``archived = "skip"`` every
+  snapshot names them all in ``left_alone``, so a plan leaves them be (and says so) instead of
+  planning an upsert that would be refused on every run; ``"restore"`` lets the engine write them.
 - Writes: upserts and opt-outs go through batch subscribe and are answered at once (``members.py``,
   which also says how statuses may change); memberships are a batch of tag calls followed by ``poll``,
   or static-segment calls answered at once. The adapter keeps no job state: ``poll`` gets the job's ops
@@ -158,12 +160,16 @@ class MailchimpAdapter:
             self._archived = archived
         elif self._archived is not None:
             self._archived |= archived
+        left_alone: dict[str, str] = {}
+        if self._settings.archived == "skip":
+            left_alone = dict.fromkeys(sorted(await self._archived_emails(api, list_id)), members.ARCHIVED)
         return Snapshot(
             complete=since is None,
             version=version,
             payloads=payloads,
             decode=rows.decode,
             deleted=() if since is None else sorted(archived),
+            left_alone=left_alone,
             lists={name: str(tag_id) for name, tag_id in self._tags.items()},
             fields={f.tag: rows.engine_type(f) for f in merge_fields},
             cursor=started.isoformat(),
