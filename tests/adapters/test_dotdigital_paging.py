@@ -25,15 +25,15 @@ from tests.adapters.test_dotdigital_client import dotdigital
 from tests.adapters.test_dotdigital_contract import account, opened
 
 
-def large(contacts: int = 2300, **shares: float) -> DotdigitalState:
-    """An account with more contacts than two pages of 1,000, in two address books."""
+def large(contacts: int = 2300) -> DotdigitalState:
+    """An account with (by default) more contacts than two pages of 1,000, in two address books."""
     state = account()
-    generate(state, seed=5, contacts=contacts, address_books=2, campaigns=0, **shares)
+    generate(state, seed=5, contacts=contacts, address_books=2, campaigns=0)
     return state
 
 
 def second_page(path: str) -> Callable[[httpx.Request], bool]:
-    """Picks the first call for a page after the first of the list at ``path`` (or under it)."""
+    """Whether a call asks for a page after the first of the list at ``path`` (or under it)."""
     return lambda request: path in request.url.path and request.url.params.get("skip", "0") != "0"
 
 
