@@ -24,6 +24,12 @@ Why it looks the way it does:
 - Cursors are the local UTC time at the START of a read, used with a five-minute overlap; an incremental
   read asks for contacts updated since then (deleted ones too, reported as deleted) and for those who
   opted out since then, in case an opt-out does not move ``updated_at``.
+- Every list (contacts, lists, custom fields, campaigns, tracking reports) pages by v3's cursor
+  (``_links.next``), which names the record the next page starts at (seek paging; the spec's example
+  cursor decodes to ``next=<id>``), not a position: a contact opted out, edited or deleted during a read
+  moves no other across a page boundary, so no page is read twice to check. A contact edited during the
+  read may come twice (the first read is kept) and with its values from before the edit; the next read,
+  from the moment this one began, has it again.
 - ``version`` hashes the lists (with member counts), the custom fields, and the contacts updated or opted
   out since the start of the current UTC day (the same limits as the Dotdigital adapter's token).
 - Auth: OAuth2 bearer tokens (``oauth.py``) from the engine's token store, the rule set side's grant in

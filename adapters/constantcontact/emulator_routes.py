@@ -21,6 +21,7 @@ from adapters.constantcontact.emulator_data import TRACKING_KINDS, iso
 from adapters.constantcontact.emulator_state import ApiError, ConstantContactState
 from adapters.constantcontact.emulator_wire import (
     INVALID,
+    by_time,
     csv_set,
     moment,
     ok,
@@ -50,8 +51,7 @@ async def list_contacts(state: ConstantContactState, request: Request) -> Respon
         and (updated is None or c.updated_at > updated)
         and (opted is None or (c.opt_out_date is not None and c.opt_out_date > opted))
     ]
-    found.sort(key=lambda c: (c.updated_at, c.id))
-    chunk, links = page(request, found, default=50, maximum=500)
+    chunk, links = page(request, found, key=lambda c: by_time(c.updated_at, c.id), default=50, maximum=500)
     body: dict[str, Any] = {"contacts": [c.wire(include) for c in chunk], "_links": links}
     if params.get("include_count") == "true":
         body["contacts_count"] = len(found)
@@ -90,7 +90,9 @@ async def sign_up_form(state: ConstantContactState, request: Request) -> Respons
 async def list_lists(state: ConstantContactState, request: Request) -> Response:
     params = query(request)
     counts = params.get("include_membership_count") in ("all", "active")
-    chunk, links = page(request, list(state.lists.values()), default=50, maximum=1000)
+    chunk, links = page(
+        request, state.lists.values(), key=lambda x: by_time(x.created_at, x.id), default=50, maximum=1000
+    )
     body: dict[str, Any] = {
         "lists": [lst.wire(state.members(lst.id) if counts else None) for lst in chunk],
         "_links": links,
@@ -115,7 +117,8 @@ async def get_list(state: ConstantContactState, request: Request) -> Response:
 
 
 async def list_fields(state: ConstantContactState, request: Request) -> Response:
-    chunk, links = page(request, list(state.custom_fields.values()), default=50, maximum=100)
+    fields = state.custom_fields.values()
+    chunk, links = page(request, fields, key=lambda f: by_time(f.created_at, f.id), default=50, maximum=100)
     return ok({"custom_fields": [f.wire() for f in chunk], "_links": links})
 
 
@@ -189,7 +192,7 @@ async def get_activity(state: ConstantContactState, request: Request) -> Respons
 async def list_activities(state: ConstantContactState, request: Request) -> Response:
     wanted = query(request).get("state")
     found = [a for a in state.activities.values() if wanted is None or a.state == wanted]
-    chunk, links = page(request, found, default=50, maximum=500)
+    chunk, links = page(request, found, key=lambda a: by_time(a.created_at, a.id), default=50, maximum=500)
     return ok({"activities": [a.wire() for a in chunk], "_links": links})
 
 
@@ -199,10 +202,12 @@ async def list_emails(state: ConstantContactState, request: Request) -> Response
     after, before = moment(params, "after_date"), moment(params, "before_date")
     found = [
         c
-        for c in sorted(state.campaigns.values(), key=lambda c: c.sent_at, reverse=True)
+        for c in state.campaigns.values()
         if (after is None or c.sent_at > after) and (before is None or c.sent_at < before)
     ]
-    chunk, links = page(request, found, default=50, maximum=500)
+    chunk, links = page(
+        request, found, key=lambda c: by_time(c.sent_at, c.id), default=50, maximum=500, newest_first=True
+    )
     return ok({"campaigns": [c.wire() for c in chunk], "_links": links})
 
 
@@ -230,16 +235,23 @@ async def tracking(state: ConstantContactState, request: Request) -> Response:
     if kind is None:
         raise ApiError(404, "reports.api.not.found", "No such report.")
     codes = set(request.query_params.getlist("bounce_code"))
-    events = sorted(
-        (e for e in campaign.tracking if e.kind == kind and (not codes or e.bounce_code in codes)),
-        key=lambda e: e.at,
-        reverse=True,
+    events = [  # numbered in the order recorded, to tell events of one moment apart
+        (number, e)
+        for number, e in enumerate(campaign.tracking)
+        if e.kind == kind and (not codes or e.bounce_code in codes)
+    ]
+    chunk, links = page(
+        request,
+        events,
+        key=lambda pair: by_time(pair[1].at, pair[0]),
+        default=500,
+        maximum=500,
+        newest_first=True,
     )
-    chunk, links = page(request, events, default=500, maximum=500)
     return ok(
         {
             "tracking_activities": [
-                e.wire(campaign.activity_id, state.contacts.get(e.contact_id)) for e in chunk
+                e.wire(campaign.activity_id, state.contacts.get(e.contact_id)) for _, e in chunk
             ],
             "_links": links,
         }

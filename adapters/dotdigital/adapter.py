@@ -17,7 +17,13 @@ Why it looks the way it does:
 - The adapter keeps no job state: ``poll`` gets the job's ops from the engine, which stores them with the
   job, so a job submitted before a crash is polled to its end after a restart.
 - Cursors are the local UTC time at the START of a read, used with a five-minute overlap against clock
-  skew; re-reading a few rows costs nothing because unchanged rows fingerprint the same.
+  skew; re-reading a few rows costs nothing because unchanged rows fingerprint the same. A contact
+  edited during a read may carry its values from before the edit: the next read, from that start, has
+  it again.
+- Every list (books, members, contacts, suppressions, campaign activity) is paged by ``select``/``skip``
+  in an order v2 does not name: the client overlaps the pages and reads again when one does not follow
+  the one before (``client.py``), so a contact removed from a book, suppressed or edited during a read
+  never hides another. A contact edited during the read may come twice; the later read is kept.
 - ``activity`` (the feed of ``engine.activity_feed``) reads campaign opens, clicks, bounce and unsubscribe
   flags and totals since its cursor, with the same overlap; vendor-stable keys make re-reads harmless
   (``activity.py``).
@@ -155,25 +161,23 @@ class DotdigitalAdapter:
         contacts = api.contacts() if since is None else api.contacts_modified_since(window)
         if since is None:
             self._ids = {}
-        payloads: list[bytes] = []
-        seen: set[int] = set()
+        read: dict[int, bytes] = {}  # by id: one edited during the read comes twice, newest last
         async for contact in contacts:
-            seen.add(contact.id)
             self._ids[contact.email.lower()] = contact.id
             entry = suppressions.get(contact.id)
             reason = None if entry is None else entry.reason
-            payloads.append(rows.encode_contact(contact, reason, lists_of.get(contact.id, set())))
+            read[contact.id] = rows.encode_contact(contact, reason, lists_of.get(contact.id, set()))
         if since is None:
             # A suppressed contact the contact list left out still must not lose its opt-out. (In an
             # incremental read it is left to the next full one: its data fields cannot be read alone.)
             for entry in suppressions.values():
                 gone = entry.suppressed_contact
-                if gone.id not in seen:
-                    payloads.append(rows.encode_contact(gone, entry.reason, lists_of.get(gone.id, set())))
+                if gone.id not in read:
+                    read[gone.id] = rows.encode_contact(gone, entry.reason, lists_of.get(gone.id, set()))
         return Snapshot(
             complete=since is None,
             version=version,
-            payloads=payloads,
+            payloads=list(read.values()),
             decode=rows.decode,
             lists={name: str(book_id) for name, book_id in self._books.items()},
             fields=fields,
@@ -186,7 +190,8 @@ class DotdigitalAdapter:
         anchor = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         books = sorted([(b.id, b.name, b.contacts) async for b in api.address_books()])
         fields = sorted((f.name, f.type) for f in await api.data_fields())
-        contacts = sorted([c async for c in api.contacts_modified_since(anchor)], key=lambda c: c.id)
+        modified = {c.id: c async for c in api.contacts_modified_since(anchor)}  # one per id
+        contacts = sorted(modified.values(), key=lambda c: c.id)
         suppressed = sorted([(s.suppressed_contact.id, s.reason) async for s in api.suppressed_since(anchor)])
         blob = _ENCODER.encode([books, fields, contacts, suppressed])
         return f"{anchor:%Y-%m-%d}:{xxhash.xxh3_64_hexdigest(blob)}"

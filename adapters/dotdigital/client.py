@@ -10,6 +10,11 @@ tell) and the engine decides when to call again. Only reads (GETs) are repeated 
 hundreds of pages survives a failed one. Bulk imports are CSV files sent one per call (see
 ``wire.split_for_import``); the ``Import*`` polling is the caller's, at the caller's pace.
 
+Every list is paged by ``select``/``skip`` (v2 has no seek paging, and its documents name no order and
+no sort parameter), so each page overlaps the one before and a page that does not follow it starts
+the read over (``adapters.offset_paging``): a record removed, suppressed or edited during a read can
+no longer hide another one at a page boundary.
+
 How each answer maps to an error, and the waits it carries, live in ``errors.py``; its names are
 re-exported here so callers keep importing them from the client.
 """
@@ -17,7 +22,7 @@ re-exported here so callers keep importing them from the client.
 from __future__ import annotations
 
 import csv
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar
@@ -35,6 +40,7 @@ from adapters.dotdigital.errors import (
     DotdigitalError,
     raise_for,
 )
+from adapters.offset_paging import read_in_turn
 from engine.errors import PermanentError, TransientError
 
 T = TypeVar("T")
@@ -76,8 +82,8 @@ class DotdigitalClient:
         page_size: int = PAGE_SIZE,
         retry_reads: bool = False,
     ) -> None:
-        if not 1 <= page_size <= PAGE_SIZE:
-            raise ValueError(f"page_size must be 1 to {PAGE_SIZE}, not {page_size}")
+        if not 3 <= page_size <= PAGE_SIZE:  # pages overlap by at least two records
+            raise ValueError(f"page_size must be 3 to {PAGE_SIZE}, not {page_size}")
         self._http = http
         self._auth = httpx.BasicAuth(user, password)
         self._password = password
@@ -111,18 +117,19 @@ class DotdigitalClient:
 
         return await idempotent(answer, retry=self._retry_reads and method == "GET")
 
-    async def _paged(self, path: str, type_: type[list[T]], **params: Any) -> AsyncIterator[T]:
-        """Every item of a ``select``/``skip`` list, page by page, until a page comes back short."""
-        skip = 0
-        while True:
-            query = {**params, "select": self._page_size, "skip": skip}
-            page = await self._json(type_, "GET", path, params=query)
-            for item in page:
-                yield item
-            # A page longer than asked for means the endpoint ignores select: that was everything.
-            if len(page) != self._page_size:
-                return
-            skip += len(page)
+    def _paged(
+        self, path: str, type_: type[list[T]], key: Callable[[T], Hashable], **params: Any
+    ) -> AsyncIterator[T]:
+        """Every item of a ``select``/``skip`` list, page by page, each page overlapping the one before
+        (``adapters.offset_paging``: v2 names no order, so a record that leaves the list or moves to its
+        end during the read would otherwise hide the one at the next page boundary). ``key`` names an
+        item; one that moved may come twice, and callers keep one per key."""
+
+        async def page(skip: int, select: int) -> list[T]:
+            query = {**params, "select": select, "skip": skip}
+            return await self._json(type_, "GET", path, params=query)
+
+        return read_in_turn(page, key, page_size=self._page_size, what=f"Dotdigital GET {path}")
 
     # -- account ------------------------------------------------------------------------------------
     async def discover_endpoint(self) -> str:
@@ -138,7 +145,7 @@ class DotdigitalClient:
 
     # -- address books ------------------------------------------------------------------------------
     def address_books(self) -> AsyncIterator[wire.ApiAddressBook]:
-        return self._paged("/v2/address-books", list[wire.ApiAddressBook])
+        return self._paged("/v2/address-books", list[wire.ApiAddressBook], _id)
 
     async def create_address_book(self, name: str, *, visibility: str = "Private") -> wire.ApiAddressBook:
         """A new address book; a taken or reserved name raises ERROR_ADDRESSBOOK_DUPLICATE."""
@@ -148,9 +155,8 @@ class DotdigitalClient:
     def address_book_members(
         self, book_id: int, *, with_full_data: bool = True
     ) -> AsyncIterator[wire.ApiContact]:
-        return self._paged(
-            f"/v2/address-books/{book_id}/contacts", list[wire.ApiContact], withFullData=with_full_data
-        )
+        path = f"/v2/address-books/{book_id}/contacts"
+        return self._paged(path, list[wire.ApiContact], _id, withFullData=with_full_data)
 
     async def remove_from_address_book(self, book_id: int, contact_ids: Sequence[int]) -> str:
         """Start a bulk removal of contacts from a book (they stay in the account); returns its job id."""
@@ -175,11 +181,12 @@ class DotdigitalClient:
         self, when: datetime, *, with_full_data: bool = True
     ) -> AsyncIterator[wire.ApiContact]:
         path = f"/v2/contacts/modified-since/{_since(when)}"
-        return self._paged(path, list[wire.ApiContact], withFullData=with_full_data)
+        return self._paged(path, list[wire.ApiContact], _id, withFullData=with_full_data)
 
     def suppressed_since(self, when: datetime) -> AsyncIterator[wire.ApiContactSuppression]:
         """Account-wide suppressions (unsubscribes, bounces, complaints...) since ``when``."""
-        return self._paged(f"/v2/contacts/suppressed-since/{_since(when)}", list[wire.ApiContactSuppression])
+        path = f"/v2/contacts/suppressed-since/{_since(when)}"
+        return self._paged(path, list[wire.ApiContactSuppression], lambda s: s.suppressed_contact.id)
 
     async def suppress(self, emails: Sequence[str]) -> tuple[list[str], list[str]]:
         """Suppress contacts account-wide; returns (suppressed emails, emails not found)."""
@@ -290,32 +297,38 @@ class DotdigitalClient:
 
     # -- campaigns ----------------------------------------------------------------------------------
     def campaigns_with_activity_since(self, when: datetime) -> AsyncIterator[wire.ApiCampaign]:
-        return self._paged(f"/v2/campaigns/with-activity-since/{_since(when)}", list[wire.ApiCampaign])
+        path = f"/v2/campaigns/with-activity-since/{_since(when)}"
+        return self._paged(path, list[wire.ApiCampaign], _id)
 
     def campaign_address_books(self, campaign_id: int) -> AsyncIterator[wire.ApiAddressBook]:
         """The address books the campaign has been sent to."""
-        return self._paged(f"/v2/campaigns/{campaign_id}/address-books", list[wire.ApiAddressBook])
+        return self._paged(f"/v2/campaigns/{campaign_id}/address-books", list[wire.ApiAddressBook], _id)
 
     def campaign_activities(
         self, campaign_id: int, since: datetime | None = None
     ) -> AsyncIterator[wire.ApiCampaignContactSummary]:
         """Per-recipient activity, with the hardBounced/softBounced/unsubscribed flags."""
-        return self._paged(
-            _campaign_path(campaign_id, "activities", since), list[wire.ApiCampaignContactSummary]
-        )
+        path = _campaign_path(campaign_id, "activities", since)
+        return self._paged(path, list[wire.ApiCampaignContactSummary], lambda a: a.contact_id)
 
     def campaign_opens(
         self, campaign_id: int, since: datetime | None = None
     ) -> AsyncIterator[wire.ApiCampaignOpen]:
-        return self._paged(_campaign_path(campaign_id, "opens", since), list[wire.ApiCampaignOpen])
+        path = _campaign_path(campaign_id, "opens", since)
+        return self._paged(path, list[wire.ApiCampaignOpen], lambda o: (o.contact_id, o.date_opened))
 
     def campaign_clicks(
         self, campaign_id: int, since: datetime | None = None
     ) -> AsyncIterator[wire.ApiCampaignClick]:
-        return self._paged(_campaign_path(campaign_id, "clicks", since), list[wire.ApiCampaignClick])
+        path = _campaign_path(campaign_id, "clicks", since)
+        return self._paged(path, list[wire.ApiCampaignClick], lambda c: (c.contact_id, c.url, c.date_clicked))
 
     async def campaign_summary(self, campaign_id: int) -> wire.ApiCampaignSummary:
         return await self._json(wire.ApiCampaignSummary, "GET", f"/v2/campaigns/{campaign_id}/summary")
+
+
+def _id(item: wire.ApiAddressBook | wire.ApiContact | wire.ApiCampaign) -> int:
+    return item.id
 
 
 def _campaign_path(campaign_id: int, feed: str, since: datetime | None) -> str:

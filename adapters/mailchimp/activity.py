@@ -45,10 +45,14 @@ async def read_activity(
     """Events since ``after`` of the audience's recent campaigns, with totals; the cursor is ``started``."""
     events: list[ActivityEvent] = []
     totals: list[CampaignTotals] = []
-    for campaign in await api.campaigns(list_id, sent_since=after - window):
+    # One per id: a record that moved while its list was read comes twice (adapters.offset_paging),
+    # and read twice, a campaign's or a recipient's events would be given twice under new keys.
+    campaigns = {c.id: c for c in await api.campaigns(list_id, sent_since=after - window)}
+    for campaign in campaigns.values():
         lists = _lists(campaign, tag_names)
         keys = _Keys(campaign, lists)
-        for recipient in await api.email_activity(campaign.id, since=after):
+        recipients = {r.email_id: r for r in await api.email_activity(campaign.id, since=after)}
+        for recipient in recipients.values():
             for act in recipient.activity:
                 if act.action == "click":
                     url = xxhash.xxh3_64_hexdigest(act.url.encode())

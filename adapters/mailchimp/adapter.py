@@ -9,6 +9,9 @@ Why it looks the way it does:
   engine refuses a plan that would pass it. Merge tags are at most 10 upper-case letters, digits or ``_``.
 - Reads: a full snapshot reads every member (1,000 a page, ten pages at a time) with its merge fields
   and tags; an incremental one reads members changed since the cursor (less a five-minute overlap).
+  Pages overlap so that a member archived or moved during a read hides no other (``client.py``); a
+  member edited during the read may come twice (the later read is kept), and with its values from
+  before the edit, which the next read (from the cursor, the moment this one began) gives again.
   Tag changes do not move a member's ``last_changed``, so only full reads see tags changed in Mailchimp's
   app. Archived members are not in a snapshot (Mailchimp's app treats them as gone); an incremental
   read reports those archived since the cursor as ``deleted``. Under ``archived = "skip"`` every
@@ -144,15 +147,13 @@ class MailchimpAdapter:
         version = await self.version()
         self._tags = {tag.name: tag.id for tag in await api.segments(list_id)}
         merge_fields, _ = await api.merge_fields(list_id)
-        payloads: list[bytes] = []
-        seen: set[str] = set()
+        read: dict[str, bytes] = {}  # by id: one edited during the read may come twice, newest last
         archived: set[str] = set()
         for member in await api.members(list_id, since=window):
             if member.status == "archived":  # should Mailchimp list them by default after all
                 archived.add(member.email_address.lower())
-            elif member.id not in seen:  # a page that shifted under a concurrent change repeats some
-                seen.add(member.id)
-                payloads.append(rows.encode_member(member))
+            else:
+                read[member.id] = rows.encode_member(member)
         archived.update(
             m.email_address.lower() for m in await api.members(list_id, status="archived", since=window)
         )
@@ -166,7 +167,7 @@ class MailchimpAdapter:
         return Snapshot(
             complete=since is None,
             version=version,
-            payloads=payloads,
+            payloads=list(read.values()),
             decode=rows.decode,
             deleted=() if since is None else sorted(archived),
             left_alone=left_alone,
@@ -182,7 +183,9 @@ class MailchimpAdapter:
         stats = (await api.audience(list_id)).stats
         tags = sorted((t.id, t.name, t.member_count) for t in await api.segments(list_id))
         fields = sorted((f.tag, f.type) for f in (await api.merge_fields(list_id))[0])
-        changed = sorted(rows.encode_member(m) for m in await api.members(list_id, since=anchor))
+        changed = sorted(
+            {m.id: rows.encode_member(m) for m in await api.members(list_id, since=anchor)}.values()
+        )
         blob = _ENCODER.encode([stats, tags, fields, changed])
         return f"{anchor:%Y-%m-%d}:{xxhash.xxh3_64_hexdigest(blob)}"
 

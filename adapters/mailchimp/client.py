@@ -9,7 +9,10 @@ a caller should not have to remember:
   waits for one of ``max_connections`` slots (an ``asyncio.Semaphore``) first; callers may then run calls
   concurrently (a full member read fetches its pages ten at a time) without ever meeting that 429.
 - Lists page by ``count`` (at most 1000) and ``offset``; ``_all`` reads the first page, then the rest of
-  ``total_items`` concurrently, in order.
+  ``total_items`` concurrently. Mailchimp documents no default order, and its ``sort_field`` choices
+  (``last_changed``, ``timestamp_opt``, ``timestamp_signup``) all move or tie, so a member archived
+  or moved during a read could hide another at a page boundary: pages overlap, and a read whose pages
+  do not follow one another is made again (``adapters.offset_paging``).
 - A batch's results archive lives at a pre-signed URL on another host (S3): it is fetched without the API
   key, which must go to Mailchimp alone.
 
@@ -22,9 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import tarfile
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Hashable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import msgspec
@@ -32,10 +35,11 @@ import msgspec
 from adapters.common import decode_answer, idempotent
 from adapters.mailchimp import wire
 from adapters.mailchimp.errors import MailchimpError, raise_for
+from adapters.offset_paging import read_at_once
 from engine.errors import PermanentError, TransientError
 
 T = TypeVar("T")
-P = TypeVar("P")
+P = TypeVar("P", bound="_Listing")
 
 MAX_CONNECTIONS = 10  # Mailchimp's documented limit per user
 PAGE_SIZE = 1000  # the largest ``count``
@@ -56,6 +60,21 @@ MEMBER_FIELDS = (
     )
     + ",total_items"
 )
+
+
+class _Listing(Protocol):
+    """A page of a list: every one says how many items the whole list holds."""
+
+    @property
+    def total_items(self) -> int: ...
+
+
+def _id(item: wire.Audience | wire.Member | wire.Segment | wire.Campaign) -> str | int:
+    return item.id
+
+
+def _email_id(item: wire.EmailActivity | wire.Unsubscribe) -> str:
+    return item.email_id
 
 
 def data_centre(api_key: str) -> str:
@@ -148,30 +167,27 @@ class MailchimpClient:
         path: str,
         type_: type[P],
         items: Callable[[P], list[T]],
-        total: Callable[[P], int],
+        key: Callable[[T], Hashable],
         **params: Any,
     ) -> list[T]:
-        """Every item of a ``count``/``offset`` list: the first page, then the others concurrently."""
-        size = self._page_size
-        first = await self._json(type_, "GET", path, params={**params, "count": size, "offset": 0})
-        found = items(first)
-        if len(found) < size:
-            return found
-        pages: dict[int, list[T]] = {}
+        """Every item of a ``count``/``offset`` list: the first page, then the others concurrently,
+        each overlapping the one before (``adapters.offset_paging``: Mailchimp names no default order,
+        so a record that leaves the list or moves during the read would otherwise hide the one at the
+        next page boundary). ``key`` names an item; one that moved may come twice."""
 
-        async def read(offset: int) -> None:
-            page = await self._json(type_, "GET", path, params={**params, "count": size, "offset": offset})
-            pages[offset] = items(page)
+        async def page(offset: int, count: int) -> tuple[list[T], int]:
+            answer = await self._json(type_, "GET", path, params={**params, "count": count, "offset": offset})
+            return items(answer), answer.total_items
 
-        await concurrently(read(offset) for offset in range(size, total(first), size))
-        return found + [item for offset in sorted(pages) for item in pages[offset]]
+        what = f"Mailchimp GET {path}"
+        return await read_at_once(page, key, page_size=self._page_size, what=what, gather=concurrently)
 
     # -- account and audiences ----------------------------------------------------------------------
     async def ping(self) -> str:
         return (await self._json(wire.Ping, "GET", "/3.0/ping")).health_status
 
     async def audiences(self) -> list[wire.Audience]:
-        return await self._all("/3.0/lists", wire.Audiences, lambda p: p.lists, lambda p: p.total_items)
+        return await self._all("/3.0/lists", wire.Audiences, lambda p: p.lists, _id)
 
     async def audience(self, list_id: str) -> wire.Audience:
         return await self._json(wire.Audience, "GET", f"/3.0/lists/{list_id}")
@@ -187,7 +203,7 @@ class MailchimpClient:
         if since is not None:
             params["since_last_changed"] = _when(since)
         path = f"/3.0/lists/{list_id}/members"
-        return await self._all(path, wire.Members, lambda p: p.members, lambda p: p.total_items, **params)
+        return await self._all(path, wire.Members, lambda p: p.members, _id, **params)
 
     async def member(self, list_id: str, email: str) -> wire.Member:
         path = f"/3.0/lists/{list_id}/members/{wire.subscriber_hash(email)}"
@@ -219,9 +235,7 @@ class MailchimpClient:
         """Every tag and static segment, ``member_count`` counting members of every status."""
         flags = {f"include_{s}": "true" for s in ("cleaned", "transactional", "unsubscribed")}
         path = f"/3.0/lists/{list_id}/segments"
-        return await self._all(
-            path, wire.Segments, lambda p: p.segments, lambda p: p.total_items, type="static", **flags
-        )
+        return await self._all(path, wire.Segments, lambda p: p.segments, _id, type="static", **flags)
 
     async def create_segment(self, list_id: str, name: str) -> wire.Segment:
         body = {"name": name, "static_segment": []}
@@ -293,9 +307,7 @@ class MailchimpClient:
     # -- campaigns and reports ----------------------------------------------------------------------
     async def campaigns(self, list_id: str, *, sent_since: datetime) -> list[wire.Campaign]:
         params = {"list_id": list_id, "status": "sent", "since_send_time": _when(sent_since)}
-        return await self._all(
-            "/3.0/campaigns", wire.Campaigns, lambda p: p.campaigns, lambda p: p.total_items, **params
-        )
+        return await self._all("/3.0/campaigns", wire.Campaigns, lambda p: p.campaigns, _id, **params)
 
     async def report(self, campaign_id: str) -> wire.Report:
         return await self._json(wire.Report, "GET", f"/3.0/reports/{campaign_id}")
@@ -306,10 +318,8 @@ class MailchimpClient:
         """Each recipient's opens, clicks and bounces (since ``since``: only those events)."""
         params = {} if since is None else {"since": _when(since)}
         path = f"/3.0/reports/{campaign_id}/email-activity"
-        return await self._all(
-            path, wire.EmailActivities, lambda p: p.emails, lambda p: p.total_items, **params
-        )
+        return await self._all(path, wire.EmailActivities, lambda p: p.emails, _email_id, **params)
 
     async def unsubscribes(self, campaign_id: str) -> list[wire.Unsubscribe]:
         path = f"/3.0/reports/{campaign_id}/unsubscribed"
-        return await self._all(path, wire.Unsubscribes, lambda p: p.unsubscribes, lambda p: p.total_items)
+        return await self._all(path, wire.Unsubscribes, lambda p: p.unsubscribes, _email_id)

@@ -30,6 +30,7 @@ from adapters.dotdigital.emulator_data import generate
 from adapters.dotdigital.emulator_state import DotdigitalState, Knobs
 from adapters.emulation.faults import Faults
 from engine.errors import ListsyncError, PermanentError, TransientError
+from tests.adapters.meddling import Meddle, Meddling
 
 BASE = "https://r1-api.dotdigital.com"
 USER, PASSWORD = Knobs().api_user, Knobs().api_password
@@ -42,16 +43,20 @@ async def dotdigital(
     password: str = PASSWORD,
     page_size: int = 1000,
     faults: Faults | None = None,
+    meddle: Meddle | None = None,
     **knobs: Any,
 ) -> AsyncIterator[tuple[DotdigitalClient, DotdigitalState, list[httpx.Request]]]:
-    """A client over the emulator (behind `faults`), the emulator's state, and every request sent."""
+    """A client over the emulator (behind `faults`), the emulator's state, and every request sent;
+    `meddle` sees each request before the emulator does."""
     state = state or DotdigitalState(Knobs(**knobs))
     sent: list[httpx.Request] = []
 
     async def record(request: httpx.Request) -> None:
         sent.append(request)
 
-    transport = httpx.ASGITransport(app=create_app(state, faults=faults))
+    transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=create_app(state, faults=faults))
+    if meddle is not None:
+        transport = Meddling(transport, meddle)
     async with httpx.AsyncClient(
         transport=transport, base_url=BASE, event_hooks={"request": [record]}
     ) as http:
@@ -82,14 +87,16 @@ async def test_pages_until_a_short_page() -> None:
     assert {c.status for c in everyone} > {"Subscribed"}  # suppressed contacts come with their status
     assert all(c.data_fields for c in everyone)
     pages = [r for r in sent if "modified-since" in r.url.path]
-    assert [r.url.params["skip"] for r in pages] == ["0", "1000"]
+    assert [r.url.params["skip"] for r in pages] == ["0", "950"]  # each page repeats 50 of the last
 
     book = next(iter(state.address_books.values()))
     async with dotdigital(state, page_size=7) as (client, _, sent):
         members = await collect(client.address_book_members(book.id))
         books = await collect(client.address_books())
     assert [m.id for m in members] == list(book.members)
-    assert len(sent) == len(members) // 7 + 1 + 1
+    skips = [int(r.url.params["skip"]) for r in sent if r.url.path.endswith("/contacts")]
+    assert skips == list(range(0, skips[-1] + 1, 5))  # pages of 7 overlap by 2
+    assert skips[-1] + 2 <= len(members) < skips[-1] + 7  # the last page holds the overlap and is short
     assert [b.name for b in books] == [b.name for b in state.address_books.values()]
 
 

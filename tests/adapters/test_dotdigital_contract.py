@@ -31,6 +31,7 @@ from engine.http import budgeted_client
 from engine.plans import Change, Op, OpKind
 from engine.ruleset import SecretRef, Side
 from tests.adapters.contract import SEED, AdapterContract
+from tests.adapters.meddling import Meddle, Meddling
 
 REGIONAL = "https://r3-api.dotdigital.com"
 
@@ -52,14 +53,20 @@ def account(seed: Sequence[dict[str, Any]] = (), **knobs: Any) -> DotdigitalStat
 
 
 @asynccontextmanager
-async def opened(state: DotdigitalState, hosts: list[str] | None = None) -> AsyncIterator[DotdigitalAdapter]:
-    """The adapter on `state`; `hosts` collects the base URL of every HTTP client it made."""
+async def opened(
+    state: DotdigitalState, hosts: list[str] | None = None, *, meddle: Meddle | None = None
+) -> AsyncIterator[DotdigitalAdapter]:
+    """The adapter on `state`; `hosts` collects the base URL of every HTTP client it made, and
+    `meddle` sees each request before the emulator does."""
     app = create_app(state)
 
     def http(base_url: str) -> httpx.AsyncClient:
         if hosts is not None:
             hosts.append(base_url)
-        return budgeted_client(base_url, Budget("dotdigital", None), transport=httpx.ASGITransport(app=app))
+        transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=app)
+        if meddle is not None:
+            transport = Meddling(transport, meddle)
+        return budgeted_client(base_url, Budget("dotdigital", None), transport=transport)
 
     context = AdapterContext(
         "esp", Path("."), Budget("dotdigital", None), lambda ref: state.knobs.api_password, http=http

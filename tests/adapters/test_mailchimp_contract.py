@@ -29,6 +29,7 @@ from engine.http import budgeted_client
 from engine.plans import Op, OpKind
 from engine.ruleset import SecretRef, Side
 from tests.adapters.contract import AdapterContract
+from tests.adapters.meddling import Meddle, Meddling
 from tests.adapters.test_dotdigital_contract import write
 
 AUDIENCE = "Customers"
@@ -54,15 +55,19 @@ def account(seed: Sequence[dict[str, Any]] = (), **knobs: Any) -> MailchimpState
 
 @asynccontextmanager
 async def opened(
-    state: MailchimpState, hosts: list[str] | None = None, **settings: Any
+    state: MailchimpState, hosts: list[str] | None = None, *, meddle: Meddle | None = None, **settings: Any
 ) -> AsyncIterator[MailchimpAdapter]:
-    """The adapter on `state`; `hosts` collects the base URL of every HTTP client it made."""
+    """The adapter on `state`; `hosts` collects the base URL of every HTTP client it made, and
+    `meddle` sees each request before the emulator does."""
     app = create_app(state)
 
     def http(base_url: str) -> httpx.AsyncClient:
         if hosts is not None:
             hosts.append(base_url)
-        return budgeted_client(base_url, Budget("mailchimp", None), transport=httpx.ASGITransport(app=app))
+        transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=app)
+        if meddle is not None:
+            transport = Meddling(transport, meddle)
+        return budgeted_client(base_url, Budget("mailchimp", None), transport=transport)
 
     context = AdapterContext(
         "esp", Path("."), Budget("mailchimp", None), lambda ref: state.knobs.api_key, http=http
