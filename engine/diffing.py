@@ -71,11 +71,15 @@ def diff_record(
     esp_lists = frozenset() if created else esp_seen.lists & managed
     crm_lists = crm.lists & managed
     lists = crm_lists
-    if frozen_when_suppressed and consent.opted_out:
-        # The ESP will refuse field and list writes, so none is planned, and the base records what
-        # the ESP keeps (nothing, for a contact it is only now told about). The CRM follows the ESP
-        # where the rules say the ESP's value wins; its own values stay pending, never read back
-        # as an ESP-side change, and are written once the contact may be opted in again.
+    frozen = frozen_when_suppressed and consent.opted_out
+    if frozen:
+        # The ESP will refuse field and list writes, so none is planned, and the base records the
+        # fields the ESP keeps (none, for a contact it is only now told about). The CRM follows the
+        # ESP where the rules say the ESP's value wins; its own values stay pending, never read back
+        # as an ESP-side change, and are written once the contact may be opted in again. The base's
+        # lists stay the CRM's (membership follows the CRM; the memberships the ESP refused are added
+        # once it takes them again): an incremental read takes the base for a CRM row it does not
+        # mention, and a base holding fewer lists than the CRM would read as the CRM's removals.
         kept = {name: None if created else esp_seen.fields.get(name) for name in fields}
         # Diffed again against what the ESP actually holds: the rules then say where the CRM follows.
         _, _, followed = _fields(email, crm, Record(email, fields=kept), base, rules.fields, [])
@@ -83,7 +87,7 @@ def diff_record(
             followed[OPTED_OUT] = crm_changes[OPTED_OUT]
         crm_changes = followed
         ops = [op for op in ops if op.kind != "conflict"]  # nothing can be written to settle one
-        fields, esp_changes, lists = kept, {}, esp_lists & crm_lists
+        fields, esp_changes = kept, {}
     elif esp_changes or created:
         upsert_reason = NEW_CONTACT if created else None
         ops.append(
@@ -91,7 +95,8 @@ def diff_record(
         )
     if crm_changes:
         ops.append(Op("update_crm", email, record_kind=crm.kind, changes=crm_changes))
-    added, removed = lists - esp_lists, esp_lists - crm_lists
+    added = frozenset() if frozen else lists - esp_lists
+    removed = esp_lists - crm_lists
     if added:
         ops.extend(Op("add_member", email, list=name) for name in sorted(added))
     if removed:

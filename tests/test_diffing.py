@@ -396,6 +396,31 @@ def test_an_esp_that_freezes_suppressed_contacts_gets_no_writes_for_them_and_sti
     assert [op for op in again.ops if op.kind != "conflict"] == []
 
 
+def test_a_suppressed_contacts_base_keeps_the_crms_lists_so_a_delta_never_reads_them_as_removed() -> None:
+    # The ESP refuses list writes for a suppressed contact, so it holds fewer lists than the CRM.
+    # An incremental read takes the base for a CRM row it does not mention; a base holding only the
+    # ESP's lists then read as the CRM taking the contact off the others, and a later read showing
+    # the ESP with one of those lists again (an admin added it, or an earlier read came back short)
+    # planned its removal: an opted-out contact taken off a list the CRM still has it on.
+    email = "p@example.com"
+    crm = record(opted_out=True, opt_out_reason="unsubscribed", lists=frozenset({"Spring", "Webinar"}))
+    esp = replace(crm, lists=frozenset({"Spring"}))
+    first = diff_record(email, crm, esp, None, RULES, LISTS, True)
+    assert "add_member" not in kinds(first) and first.target is not None
+    assert first.target.lists == crm.lists
+    again = diff_record(email, first.target, replace(esp, lists=crm.lists), first.target, RULES, LISTS, True)
+    assert again.ops == () and not again.changed
+    # What the CRM really drops still leaves the ESP.
+    left = diff_record(
+        email, replace(crm, lists=frozenset({"Spring"})), esp, first.target, RULES, LISTS, True
+    )
+    assert kinds(left) == [] and left.target is not None and left.target.lists == frozenset({"Spring"})
+    dropped = replace(crm, lists=frozenset({"Webinar"}))
+    assert [
+        (op.kind, op.list) for op in diff_record(email, dropped, esp, first.target, RULES, LISTS, True).ops
+    ] == [("remove_member", "Spring")]
+
+
 def _unowned(resubscribe: str) -> RuleSet:
     return make_rules(
         fields=[
