@@ -48,7 +48,7 @@ async def make_plan(sync: Sync, *, incremental: bool = False, process: ProcessNa
     context = _context(rules, crm_snapshot)
     trusted = stored_context == context
     campaigns = crm_snapshot.campaigns
-    lookup = BaseLookup(store, name, index.records, rules.safety)
+    lookup = BaseLookup(store, name, index.records, rules.safety, base_version)
     crm, esp = await read_sides(
         [
             (reading_of("crm", crm_snapshot, rules, campaigns, trusted), index.crm),
@@ -76,10 +76,10 @@ async def make_plan(sync: Sync, *, incremental: bool = False, process: ProcessNa
         rejections=tuple((r.side, r.email, r.reason) for r in result.rejections),
         left_alone=tuple((r.side, r.email, r.reason) for r in result.left_alone),
         context=context,
-        cursors={
+        cursors={  # none past a contact left to the next run (`BaseLookup.later`)
             side: snapshot.cursor
             for side, snapshot in (("crm", crm_snapshot), ("esp", esp_snapshot))
-            if snapshot.cursor is not None
+            if snapshot.cursor is not None and not lookup.later
         },
         activity=activity.state if activity is not None else None,
     )

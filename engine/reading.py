@@ -95,21 +95,36 @@ class BaseLookup:
     outage, before anything is looked up; the base records whose row was not seen unchanged are
     settled as changed or gone; then the base rows of the side's changed and gone contacts are
     loaded.
+
+    The plan compared its rows with the base's fingerprints as of base `version`, and another run
+    of the rule set may commit while it reads. A contact whose base that run wrote since is left
+    out of this plan (`later`, taken out of the view like a row that could not be taken in): its
+    row may have been compared with a fingerprint no longer stored, and the other run has just
+    settled it anyway. The next run diffs it against both sides as they are then.
     """
 
     store: StateStore
     rule_set: str
     records: int
     safety: Safety
+    version: int
     found: dict[str, BaseRow] = field(default_factory=dict)
+    later: set[str] = field(default_factory=set)
 
     async def settle(self, reading: Reading, view: SideView) -> None:
         check_outage(reading.side, view.complete, view.rows, self.records, self.safety)
         if view.complete and self.records:
-            rechecked = await self.store.emails_to_recheck(self.rule_set, reading.side, view.missing)
+            rechecked = await self.store.emails_to_recheck(
+                self.rule_set, reading.side, view.missing, version=self.version
+            )
             settle_absences(view, rechecked)
         wanted = (view.changed.keys() | view.deleted) - self.found.keys()
         self.found.update(await self.store.load_base_rows(self.rule_set, wanted))
+        later = await self.store.emails_written_after(
+            self.rule_set, self.version, view.changed.keys() | view.deleted
+        )
+        view.rejected |= later
+        self.later |= later
 
     def rows(self, emails: Iterable[str]) -> dict[str, BaseRow]:
         """The stored base rows of `emails`, each of them changed or gone on a side settled here."""

@@ -300,18 +300,30 @@ class StateStore:
             sets.get("crm", empty), sets.get("esp", empty), await self.base_count(rule_set)
         )
 
-    async def emails_to_recheck(self, rule_set: str, side: Side, missing: Iterable[int]) -> list[str]:
+    async def emails_to_recheck(
+        self, rule_set: str, side: Side, missing: Iterable[int], *, version: int
+    ) -> list[str]:
         """Emails of base rows whose `side` row was not seen unchanged: their fingerprint is among
-        `missing`, or they have none."""
+        `missing`, or they have none. Only rows as of base `version`: one another run wrote since
+        was not in the fingerprints the caller compared its rows with."""
         column = "crm_fp" if side == "crm" else "esp_fp"
         wanted = _encode_json(sorted(_checked(fp) for fp in missing)).decode()
         rows = await self._fetch(
             f"SELECT b.email FROM json_each(?2) AS f CROSS JOIN base AS b "
-            f"ON b.rule_set = ?1 AND b.{column} = f.value "
-            f"UNION ALL SELECT email FROM base WHERE rule_set = ?1 AND {column} IS NULL",
-            (rule_set, wanted),
+            f"ON b.rule_set = ?1 AND b.{column} = f.value AND b.changed_in <= ?3 "
+            f"UNION ALL SELECT email FROM base WHERE rule_set = ?1 AND {column} IS NULL AND changed_in <= ?3",
+            (rule_set, wanted, version),
         )
         return [str(email) for (email,) in rows]
+
+    async def emails_written_after(self, rule_set: str, version: int, emails: Iterable[str]) -> set[str]:
+        """Of `emails`, those whose base row a commit after base `version` wrote."""
+        rows = await self._fetch(
+            "SELECT b.email FROM json_each(?2) AS wanted CROSS JOIN base AS b "
+            "ON b.rule_set = ?1 AND b.email = wanted.value WHERE b.changed_in > ?3",
+            (rule_set, _encode_json(sorted(emails)).decode(), version),
+        )
+        return {str(email) for (email,) in rows}
 
     async def load_base(self, rule_set: str, emails: Iterable[str] | None = None) -> dict[str, Record]:
         """Base records by email: all of them, or those of `emails` that are stored."""

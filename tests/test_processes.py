@@ -8,14 +8,19 @@ apply ends.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from adapters.files.adapter import FilesAdapter
 from engine.applying import apply_plan
+from engine.changes import SideView
+from engine.contract import Outcome
 from engine.planning import make_plan
-from engine.plans import REPORT_ONLY
+from engine.plans import REPORT_ONLY, Op, OpKind
 from engine.processes import CONSENT, PROCESS_OPS, belongs
+from engine.reading import BaseLookup, Reading
 from tests.files_world import World, crm_person
 
 pytestmark = pytest.mark.asyncio
@@ -125,3 +130,43 @@ async def test_processes_planned_together_and_applied_in_either_order_leave_noth
     assert (await world.plan()).ops == ()  # nothing lost, nothing left
     crm, esp = world.read("crm.jsonl"), world.read("esp.jsonl")
     assert esp["p3@example.com"]["opted_out"] and crm["p4@example.com"]["opted_out"]
+
+
+async def test_a_run_plans_nothing_for_contacts_another_run_wrote_while_it_planned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plan reads the base's fingerprints first and the base rows later; another run of the rule
+    set may commit in between. Found by the crash test: a `contacts` run wrote a Dotdigital
+    unsubscribe back to Workbooks (whose writes report no fingerprint, so the base kept none for
+    the CRM row) while a `members` run was planning; the members run then took the contact for one
+    deleted from the CRM and took it off its lists. A contact written since a plan began is left to
+    the next run, which sees both sides as they are now."""
+    world = await changed_world(tmp_path)
+    write = FilesAdapter.write
+
+    async def write_without_fingerprints(
+        self: FilesAdapter, kind: OpKind, ops: Sequence[Op]
+    ) -> list[Outcome]:
+        return [Outcome(o.ok, o.reason, o.job) for o in await write(self, kind, ops)]  # as Workbooks
+
+    monkeypatch.setattr(FilesAdapter, "write", write_without_fingerprints)
+    settle = BaseLookup.settle
+    async with world.sync() as members_run, world.sync() as contacts_run:
+        contacts = await make_plan(contacts_run, process="contacts")
+
+        async def settle_after_the_other_run(self: BaseLookup, reading: Reading, view: SideView) -> None:
+            if reading.side == "crm" and not contacts_applied:
+                contacts_applied.append(await apply_plan(contacts_run, contacts))
+            await settle(self, reading, view)
+
+        contacts_applied: list[object] = []
+        monkeypatch.setattr(BaseLookup, "settle", settle_after_the_other_run)
+        members = await make_plan(members_run, process="members")
+        monkeypatch.setattr(BaseLookup, "settle", settle)
+        assert contacts_applied
+        assert not [op for op in members.ops if op.email == "p4@example.com"]  # written by contacts
+        await apply_plan(members_run, members)
+    monkeypatch.setattr(FilesAdapter, "write", write)
+    assert (await world.plan()).ops == ()
+    crm, esp = world.read("crm.jsonl"), world.read("esp.jsonl")
+    assert crm["p4@example.com"]["opted_out"] and esp["p4@example.com"]["lists"]

@@ -108,8 +108,12 @@ async def test_commit_base_round_trip(tmp_path: Path) -> None:
         assert (TOP in index.esp, len(index.esp)) == (True, 1)
         assert index.records == 2 == await store.base_count(RULES)
         # Ann's CRM row vanished or changed (her fingerprint was not seen); Bob's ESP row has none.
-        assert await store.emails_to_recheck(RULES, "crm", [BIG]) == [ann.email]
-        assert await store.emails_to_recheck(RULES, "esp", []) == [bob.email]
+        assert await store.emails_to_recheck(RULES, "crm", [BIG], version=1) == [ann.email]
+        assert await store.emails_to_recheck(RULES, "esp", [], version=1) == [bob.email]
+        # A plan made at an earlier version compared its rows with none of these rows' fingerprints.
+        assert await store.emails_to_recheck(RULES, "esp", [], version=0) == []
+        assert await store.emails_written_after(RULES, 0, [ann.email, "nobody@example.com"]) == {ann.email}
+        assert await store.emails_written_after(RULES, 1, [ann.email]) == set()
         rows = await store.load_base_rows(RULES, [bob.email, "nobody@example.com"])
         assert rows == {bob.email: (bob, 0, None)}
 
