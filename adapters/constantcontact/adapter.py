@@ -321,7 +321,8 @@ class ConstantContactAdapter:
         return Outcome(True)
 
     async def _opt_out(self, api: ConstantContactClient, op: Op) -> Outcome:
-        """Unsubscribe a known contact (its scalars kept); create an unknown address unsubscribed."""
+        """Unsubscribe a known contact (its scalars kept); create an unknown address unsubscribed,
+        or, when it was made meanwhile (another run of the rule set, a person), unsubscribe that."""
         if not op.email:
             return Outcome(False, "an opt-out without an email")
         known = await self._contact(api, op.email)
@@ -331,8 +332,13 @@ class ConstantContactAdapter:
                     "email_address": {"address": op.email, "permission_to_send": "unsubscribed"},
                     "create_source": "Account",
                 }
-                self._remember(await api.create_contact(body))
-            elif not known.opted_out:
+                try:
+                    self._remember(await api.create_contact(body))
+                except ConstantContactError as refused:
+                    known = await self._contact(api, op.email) if refused.status == 409 else None
+                    if known is None:
+                        raise
+            if known is not None and not known.opted_out:
                 self._remember(await self._set_permission(api, known.id, "unsubscribed"))
         except ConstantContactError as refused:
             return Outcome(False, str(refused))

@@ -17,6 +17,7 @@ from engine.errors import PermanentError
 from engine.plans import Change, Op
 from engine.ruleset import Limits
 from tests.adapters.contract import SEED, AdapterContract
+from tests.adapters.meddling import Meddling, once
 from tests.adapters.test_constantcontact_contract import MemoryTokens, account, grant, opened, write
 from tests.support import Stamped, most_in_a_window
 
@@ -71,6 +72,25 @@ async def test_an_esp_opt_out_unsubscribes_and_keeps_the_contacts_other_properti
     assert ada.scalars == {"first_name": "Ada"} and ada.custom  # a PUT without them would clear them
     bo = state.contact_by_email("bo@example.com")
     assert bo is not None and bo.opt_out_source == "Contact"  # an earlier opt-out keeps its source
+
+
+@pytest.mark.asyncio
+async def test_an_opt_out_of_an_address_made_meanwhile_unsubscribes_the_contact_made() -> None:
+    # Found in the crash test's twin world: the processes of a rule set run at once, and two of them
+    # opting out one new address each looked it up, found nothing, and POSTed it; the second got a
+    # 409 (the address exists) and its opt-out was rejected. A person adding the contact in Constant
+    # Contact's app between the lookup and the POST did the same.
+    state = account(SEED)
+
+    def made_by_someone_else() -> None:
+        state.add_contact("new@example.com")
+
+    created = once(lambda r: r.method == "POST" and r.url.path == "/v3/contacts", made_by_someone_else)
+    transport = Meddling(httpx.ASGITransport(app=create_app(state)), created)
+    async with opened(state, transport=transport) as adapter:
+        [outcome] = await write(adapter, "opt_out_esp", [Op("opt_out_esp", "new@example.com")])
+    made = state.contact_by_email("new@example.com")
+    assert outcome.ok and made is not None and made.permission == "unsubscribed"
 
 
 @pytest.mark.asyncio
