@@ -152,8 +152,8 @@ def summary_line(ops: Sequence[Op]) -> str:
 
 def as_json(plan: Plan, *, kinds: Sequence[str] = (), lists: Sequence[str] = ()) -> bytes:
     """``{"summary": {kind: count}, "ops": [...], "safety_stops": [...], "rejections": [...],
-    "left_alone": [...]}``, plus
-    ``process`` and ``deferred`` (ops left to other processes) for a plan cut to one process."""
+    "left_alone": [...]}``, plus ``process`` and ``deferred`` (ops left to other processes) for a
+    plan cut to one process."""
     ops = select(plan.ops, kinds, lists)
     document: dict[str, Any] = {
         "summary": summarise(ops),

@@ -382,12 +382,12 @@ class WorkbooksAdapter:
                 await http.aclose()
 
 
-__all__ = ["LEAD", "PERSON", "WRITES", "WorkbooksAdapter", "WorkbooksSettings"]
-
-
 def _version_of(tops: dict[str, dict[str, Any]]) -> str:
     parts = []
     for controller, top in tops.items():
         parts.append(f"{controller}:{top['total']}:{top.get('id')}:{top.get('lock_version')}")
         parts.append(str(top.get("updated_at")))
     return xxhash.xxh3_64_hexdigest("|".join(parts).encode())
+
+
+__all__ = ["LEAD", "PERSON", "WRITES", "WorkbooksAdapter", "WorkbooksSettings"]
