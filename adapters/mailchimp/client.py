@@ -283,7 +283,9 @@ class MailchimpClient:
 
     async def batch_results(self, url: str) -> list[wire.OperationResult]:
         """The per-operation results of a finished batch, from its pre-signed archive (no API key)."""
-        where = f"GET {httpx.URL(url).path}"  # never the query: it holds the URL's signature
+        # The path of the call as made (a URL that is not absolute goes to the API host), never the
+        # query: it holds the URL's signature.
+        where = f"GET {self._http.build_request('GET', url).url.path}"
 
         async def results() -> list[wire.OperationResult]:
             try:
