@@ -11,6 +11,7 @@ import string
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from engine.errors import PermanentError
 from engine.ruleset import RuleSet
 
 if TYPE_CHECKING:
@@ -54,6 +55,11 @@ class ListNamer:
         # List name -> campaign key, for every integrated campaign, open or not: a closed
         # campaign's list no longer syncs, but activity on what it sent still belongs to it.
         self.campaign_of_list: dict[str, str] = {}
+        # Lower-cased list name -> the integrated campaigns (and master list) that render it.
+        self._claims: dict[str, list[str]] = {}
+        master = rules.lists.master
+        if master:
+            self._claims[master.lower()] = [f"the master list is {master!r}"]
         open_statuses = {status.lower() for status in rules.campaigns.open_statuses}
         for campaign in campaigns:
             if not self._integrated(campaign):
@@ -61,14 +67,21 @@ class ListNamer:
             name = render_list_name(rules.lists.template, rules.lists.fallback, campaign)
             if not name:
                 continue
+            claim = f"campaign {campaign.key} ({campaign.name!r}) renders {name!r}"
+            self._claims.setdefault(name.lower(), []).append(claim)
             self.campaign_of_list.setdefault(name, campaign.key)
             if not rules.campaigns.only_open or campaign.status.lower() in open_statuses:
                 # Adapters may name a campaign by its key or by its name.
                 self._by_key[campaign.key] = name
                 self._by_key.setdefault(campaign.name, name)
-        master = rules.lists.master
         self.managed = frozenset(self._by_key.values()) | ({master} if master else frozenset())
         self._unsubscribed = {status.lower() for status in rules.campaigns.unsubscribed_statuses}
+
+    def shared_names(self) -> list[str]:
+        """One line per list name that more than one integrated campaign (open or closed) renders,
+        ignoring case as the ESPs do. Such campaigns would share one ESP list: the members of each
+        would be added to and removed from the other's, so the plan refuses them (`engine.planning`)."""
+        return ["; ".join(claims) for _, claims in sorted(self._claims.items()) if len(claims) > 1]
 
     def _integrated(self, campaign: Campaign) -> bool:
         rules = self._rules.campaigns
@@ -90,3 +103,15 @@ class ListNamer:
         if self._rules.lists.master:
             lists.add(self._rules.lists.master)
         return frozenset(lists)
+
+
+def refuse_shared_list_names(rules: RuleSet, campaigns: Iterable[Campaign]) -> None:
+    """Raise `PermanentError` when two integrated campaigns would share one ESP list."""
+    shared = ListNamer(rules, campaigns).shared_names()
+    if shared:
+        raise PermanentError(
+            "campaigns would share an ESP list, and each one's members would be added to and removed "
+            "from the other's: "
+            + " | ".join(shared)
+            + ". Give the campaigns distinct names, or put {key} in lists.template; nothing was written."
+        )

@@ -15,6 +15,7 @@ import xxhash
 from engine.activity_planning import plan_activity
 from engine.contract import Snapshot
 from engine.errors import StalePlanError
+from engine.lists import refuse_shared_list_names
 from engine.plans import Op, Plan, Tokens, order_ops
 from engine.processes import for_process
 from engine.reading import BaseLookup, read_sides, reading_of
@@ -44,6 +45,7 @@ async def make_plan(sync: Sync, *, incremental: bool = False, process: ProcessNa
     stored_context = await store.base_context(name)
     crm_snapshot = await _snapshot(sync, "crm", incremental)
     refuse_missing_crm_fields(sync.loaded, crm_snapshot.columns)
+    refuse_shared_list_names(rules, crm_snapshot.campaigns)
     esp_snapshot = await _snapshot(sync, "esp", incremental)
     context = _context(rules, crm_snapshot)
     trusted = stored_context == context
