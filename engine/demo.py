@@ -12,17 +12,22 @@ signs in and refreshes as it does for real.
 
 from __future__ import annotations
 
+from collections import Counter
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from rich.console import Console
 from rich.rule import Rule
+from rich.table import Table
 
+from engine.applying import ApplyReport
 from engine.commands import apply_with_progress, print_follow_report, print_report
 from engine.contract import DemoSetup, OAuthTokens
-from engine.following import follow_jobs
+from engine.following import FollowReport, follow_jobs
 from engine.planning import make_plan
+from engine.plans import Plan
 from engine.processes import DESCRIPTIONS, PROCESSES
 from engine.rendering import render
 from engine.rules_loading import LoadedRules, load_rules
@@ -49,21 +54,61 @@ class DemoKit(Protocol):
         ...
 
 
+@dataclass
+class _Summary:
+    """What each step of the demo did, for the table that ends it."""
+
+    steps: list[tuple[str, ApplyReport | FollowReport]] = field(default_factory=list)
+
+    def show(self, final: Plan, out: Console) -> None:
+        table = Table(
+            title="Summary",
+            title_justify="left",
+            caption="ops done, rejected and pending; records confirmed; calls to the CRM and the ESP",
+            caption_justify="left",
+            show_edge=False,
+        )
+        for heading in ("step", "done", "rejected", "pending", "confirmed", "CRM", "ESP"):
+            table.add_column(heading, justify="left" if heading == "step" else "right", no_wrap=True)
+        for step, report in self.steps:
+            cells: list[int | None]
+            if isinstance(report, FollowReport):  # rows of the jobs that ended; jobs still running
+                cells = [report.rows["done"], report.rows["rejected"], report.jobs["running"], *[None] * 3]
+            else:
+                calls = Counter(report.calls)
+                cells = [
+                    *(sum(counts.values()) for counts in (report.done, report.rejected, report.pending)),
+                    report.base_written,
+                    calls["crm"],
+                    calls["esp"],
+                ]
+            table.add_row(step, *("" if cell is None else f"{cell:,}" for cell in cells))
+        out.print(table)
+        rejected = Counter(side.upper() for side, _, _ in final.rejections)
+        left = ", ".join(f"{count:,} {side} record(s)" for side, count in sorted(rejected.items()))
+        outcome = "no changes" if not final.has_changes else f"{len(final.ops):,} op(s) still to do"
+        out.print(f"Last plan: {outcome}" + (f"; rejected and left unchanged: {left}." if left else "."))
+
+
 async def run_demo(kit: DemoKit, out: Console, err: Console, directory: Path | None) -> int:
     out.print(Rule(f"listsync demo: {kit.title}"))
+    summary = _Summary()
     async with kit.setup(directory) as setup:
         loaded = load_rules(setup.rules)
         await _store_grants(loaded, setup.grants)
         out.print(f"Rules: {setup.rules}\n")
-        await _round(loaded, setup, "1. Initial sync: plan, then apply", out, err)
+        summary.steps.append(
+            ("1. initial sync", await _round(loaded, setup, "1. Initial sync: plan, then apply", out, err))
+        )
         edits = await kit.change_both_sides(setup.rules.parent)
         out.print(Rule("2. Changes made on both sides since the sync"))
         for edit in edits:
             out.print(f"  - {edit}")
         out.print()
         for number, process in enumerate(PROCESSES):
+            step = f"3{'abcd'[number]}. {process}"
             title = f"3{'abcd'[number]}. The {process} process: {DESCRIPTIONS[process]}"
-            await _round(loaded, setup, title, out, err, process=process)
+            summary.steps.append((step, await _round(loaded, setup, title, out, err, process=process)))
         settled = await kit.settle_conflicts(setup.rules.parent)
         out.print(
             Rule(
@@ -76,6 +121,8 @@ async def run_demo(kit: DemoKit, out: Console, err: Console, directory: Path | N
         async with open_sync(loaded, budgets=setup.budgets, extras=setup.extras) as sync:
             final = await make_plan(sync)
         render(final, out)
+        out.print()
+        summary.show(final, out)
         out.print(f"\n{setup.explore or f'Explore it yourself: listsync plan {setup.rules}'}")
         return 0 if not final.has_changes else 1
 
@@ -97,16 +144,18 @@ async def _round(
     err: Console,
     *,
     process: ProcessName | None = None,
-) -> None:
+) -> ApplyReport | FollowReport:
     out.print(Rule(title))
     async with open_sync(loaded, budgets=setup.budgets, extras=setup.extras) as sync:
         if process == "imports":
-            print_follow_report(await follow_jobs(sync), out)
+            followed = await follow_jobs(sync)
+            print_follow_report(followed, out)
             out.print()
-            return
+            return followed
         plan = await make_plan(sync, process=process)
         render(plan, out, limit=None if len(plan.ops) <= 2 * SHOWN else SHOWN)
         out.print()
         report = await apply_with_progress(sync, plan, err, override_safety=False)
     print_report(report, out)
     out.print()
+    return report

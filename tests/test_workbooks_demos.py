@@ -54,4 +54,11 @@ def test_each_workbooks_demo_syncs_both_emulators_and_settles(tmp_path: Path, es
         for text in (*SHOWN[process], *ESP_SHOWN[esp].get(process, ())):
             assert text in section, (esp, process, text)
         assert "0 rejected" in section, (esp, process)
-    assert "Plan: no changes." in result.stdout.split("4. Planning once more")[1]
+    last = result.stdout.split("4. Planning once more")[1]
+    assert "Plan: no changes." in last
+    # The summary: a row per step with what it did, then the last plan's outcome.
+    summary = last.split("Summary")[1]
+    rows = {line.split("│")[0].strip(): line for line in summary.splitlines() if "│" in line}
+    assert list(rows) == ["1. initial sync", "3a. members", "3b. contacts", "3c. activity", "3d. imports"]
+    assert re.search(r"│\s+[1-9][\d,]* │\s+0 │\s+0 │", rows["1. initial sync"])
+    assert "Last plan: no changes; rejected and left unchanged: " in summary
