@@ -77,11 +77,15 @@ class ListNamer:
         self.managed = frozenset(self._by_key.values()) | ({master} if master else frozenset())
         self._unsubscribed = {status.lower() for status in rules.campaigns.unsubscribed_statuses}
 
-    def shared_names(self) -> list[str]:
-        """One line per list name that more than one integrated campaign (open or closed) renders,
-        ignoring case as the ESPs do. Such campaigns would share one ESP list: the members of each
-        would be added to and removed from the other's, so the plan refuses them (`engine.planning`)."""
-        return ["; ".join(claims) for _, claims in sorted(self._claims.items()) if len(claims) > 1]
+    def shared_names(self, reserved: Iterable[str] = ()) -> list[str]:
+        """One line per list name that more than one integrated campaign (open or closed) renders, or
+        that one renders and the ESP reserves (`reserved`), ignoring case as the ESPs do. Campaigns
+        sharing a list would have each one's members added to and removed from the other's, and a
+        reserved name cannot be made, so the plan refuses them (`refuse_shared_list_names`)."""
+        claims = {name: list(claimed) for name, claimed in self._claims.items()}
+        for name in reserved:
+            claims.setdefault(name.lower(), []).insert(0, f"the ESP reserves {name!r}")
+        return ["; ".join(claimed) for _, claimed in sorted(claims.items()) if len(claimed) > 1]
 
     def _integrated(self, campaign: Campaign) -> bool:
         rules = self._rules.campaigns
@@ -105,13 +109,16 @@ class ListNamer:
         return frozenset(lists)
 
 
-def refuse_shared_list_names(rules: RuleSet, campaigns: Iterable[Campaign]) -> None:
-    """Raise `PermanentError` when two integrated campaigns would share one ESP list."""
-    shared = ListNamer(rules, campaigns).shared_names()
+def refuse_shared_list_names(
+    rules: RuleSet, campaigns: Iterable[Campaign], reserved: Iterable[str] = ()
+) -> None:
+    """Raise `PermanentError` when two integrated campaigns would share one ESP list, or one would
+    have a list name the ESP reserves."""
+    shared = ListNamer(rules, campaigns).shared_names(reserved)
     if shared:
         raise PermanentError(
-            "campaigns would share an ESP list, and each one's members would be added to and removed "
-            "from the other's: "
+            "every campaign needs an ESP list of its own, under a name the ESP allows (campaigns sharing "
+            "one would have each one's members added to and removed from the other's): "
             + " | ".join(shared)
             + ". Give the campaigns distinct names, or put {key} in lists.template; nothing was written."
         )

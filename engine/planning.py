@@ -45,7 +45,7 @@ async def make_plan(sync: Sync, *, incremental: bool = False, process: ProcessNa
     stored_context = await store.base_context(name)
     crm_snapshot = await _snapshot(sync, "crm", incremental)
     refuse_missing_crm_fields(sync.loaded, crm_snapshot.columns)
-    refuse_shared_list_names(rules, crm_snapshot.campaigns)
+    refuse_shared_list_names(rules, crm_snapshot.campaigns, sync.esp_capabilities.reserved_list_names)
     esp_snapshot = await _snapshot(sync, "esp", incremental)
     context = _context(rules, crm_snapshot)
     trusted = stored_context == context

@@ -49,6 +49,13 @@ def test_campaigns_that_would_share_a_list_are_named_and_refused(
         refuse_shared_list_names(RULES, campaigns)
 
 
+def test_a_campaign_whose_list_name_the_esp_reserves_is_refused() -> None:
+    campaigns = [campaign("1", "Fair"), campaign("2", "test")]
+    assert ListNamer(RULES, campaigns).shared_names() == []
+    with pytest.raises(PermanentError, match=r"the ESP reserves 'Test'; campaign 2 \('test'\)"):
+        refuse_shared_list_names(RULES, campaigns, reserved={"Test", "All Contacts"})
+
+
 def test_campaigns_the_rules_do_not_integrate_may_share_a_name() -> None:
     rules = make_rules(campaigns={"integrated": ["1"]})
     namer = ListNamer(rules, [campaign("1", "Fair"), campaign("2", "Fair")])
