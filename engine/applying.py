@@ -27,7 +27,7 @@ from engine.budgets import lane, lane_of_op
 from engine.contract import Adapter, JobStatus, Outcome, PartialWrite
 from engine.diffing import partly_confirmed
 from engine.errors import PermanentError, SafetyStop, TransientError
-from engine.planning import RECORDS_STREAM
+from engine.planning import cursor_streams
 from engine.plans import NEW_CONTACT, REPORT_ONLY, Change, Op, OpKind, Plan
 from engine.reconciling import WRITTEN
 from engine.records import Record
@@ -106,9 +106,12 @@ async def apply_plan(
 ) -> ApplyReport:
     """Execute `plan` against both sides and record what the vendors confirmed.
 
-    Record cursors advance only when the whole plan was confirmed and nothing was left to another
-    process (`engine.processes`); the activity state is kept after any apply that ran to its end,
-    since activities are written once per key however often they are replayed."""
+    The record cursors of the plan's process (`engine.planning.records_stream`) advance only when
+    every op of its part was confirmed, so the next incremental read sees the rest again. Rows
+    rejected as they were read (malformed or shared emails) do not hold them: such a row comes back
+    in a delta when someone edits it, and every whole read (`service.full_read_every`) reads it
+    again. The activity state is kept after any apply that ran to its end, since activities are
+    written once per key however often they are replayed."""
     if plan.safety_stops and not override_safety:
         raise SafetyStop(plan.safety_stops)
     store = sync.store
@@ -133,10 +136,11 @@ async def apply_plan(
         await sync.esp.flush()
         await sync.crm.flush()
         report.base_written = await _commit(sync, plan, state)
-        if not state.failed and not plan.rejections and not plan.deferred:
-            for side in SIDES:
-                if side in plan.cursors:
-                    await store.set_cursor(sync.name, side, RECORDS_STREAM, plan.cursors[side])
+        if not state.failed:
+            for stream in cursor_streams(plan.process):
+                for side in SIDES:
+                    if side in plan.cursors:
+                        await store.set_cursor(sync.name, side, stream, plan.cursors[side])
         if plan.activity is not None:
             await store_activity_state(sync, plan.activity, state.failed)
         report.calls = sync.calls_used()

@@ -17,7 +17,7 @@ from engine.contract import Snapshot
 from engine.errors import StalePlanError
 from engine.lists import refuse_shared_list_names
 from engine.plans import Op, Plan, Tokens, order_ops
-from engine.processes import for_process
+from engine.processes import PROCESS_OPS, PROCESSES, for_process
 from engine.reading import BaseLookup, read_sides, reading_of
 from engine.reconciling import Account, BaseRow, candidates, reconcile
 from engine.records import Mapper, Rejection
@@ -28,6 +28,24 @@ from engine.session import SIDES, Sync
 from engine.values import normalise_email
 
 RECORDS_STREAM = "records"
+
+
+def records_stream(process: ProcessName | None) -> str:
+    """The cursor stream of a process's record reads. Each process keeps its own, so one that did its
+    part of a change moves past it while the change waits for another process's part
+    (`engine.processes`); a shared cursor would wait for every process at once, and under changes
+    that keep coming, never move. A whole plan (no process) keeps `RECORDS_STREAM`."""
+    return RECORDS_STREAM if process is None else f"{RECORDS_STREAM}.{process}"
+
+
+def cursor_streams(process: ProcessName | None) -> tuple[str, ...]:
+    """The streams an apply of `process` that left nothing undone moves: a whole apply did every
+    process's part, so it moves theirs too."""
+    if process is not None:
+        return (records_stream(process),)
+    return (RECORDS_STREAM, *(records_stream(p) for p in PROCESSES if PROCESS_OPS[p]))
+
+
 OPT_OUTS = frozenset({"opt_out_esp", "opt_out_crm"})
 
 
@@ -43,10 +61,10 @@ async def make_plan(sync: Sync, *, incremental: bool = False, process: ProcessNa
     base_version = await store.base_version(name)
     index = await store.fingerprint_index(name)
     stored_context = await store.base_context(name)
-    crm_snapshot = await _snapshot(sync, "crm", incremental)
+    crm_snapshot = await _snapshot(sync, "crm", incremental, process)
     refuse_missing_crm_fields(sync.loaded, crm_snapshot.columns)
     refuse_shared_list_names(rules, crm_snapshot.campaigns, sync.esp_capabilities.reserved_list_names)
-    esp_snapshot = await _snapshot(sync, "esp", incremental)
+    esp_snapshot = await _snapshot(sync, "esp", incremental, process)
     context = _context(rules, crm_snapshot)
     trusted = stored_context == context
     campaigns = crm_snapshot.campaigns
@@ -100,9 +118,15 @@ def _left_alone(*sides: tuple[Side, Snapshot]) -> dict[str, Rejection]:
     return found
 
 
-async def _snapshot(sync: Sync, side: Side, incremental: bool) -> Snapshot:
-    """A side's snapshot: incremental from its stored cursor when asked and one exists."""
-    cursor = await sync.store.get_cursor(sync.name, side, RECORDS_STREAM) if incremental else None
+async def _snapshot(sync: Sync, side: Side, incremental: bool, process: ProcessName | None) -> Snapshot:
+    """A side's snapshot: incremental from the process's stored cursor when asked and one exists. A
+    process without a cursor of its own reads from a whole apply's (or one kept before cursors were
+    kept per process): every process's part was done up to it."""
+    cursor = None
+    if incremental:
+        cursor = await sync.store.get_cursor(sync.name, side, records_stream(process))
+        if cursor is None and process is not None:
+            cursor = await sync.store.get_cursor(sync.name, side, RECORDS_STREAM)
     return await sync.adapter(side).snapshot(cursor)
 
 

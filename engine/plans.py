@@ -16,6 +16,7 @@ from msgspec import Struct
 
 from engine.activity_feed import ActivityState
 from engine.records import Record
+from engine.ruleset import ProcessName
 from engine.values import Value
 
 OpKind = Literal[
@@ -111,7 +112,7 @@ class Plan(Struct, frozen=True, omit_defaults=True):
     context: str = ""
     cursors: dict[str, str] = {}
     # Set when cut down to one process (`engine.processes`): which, and how many ops it left to others.
-    process: str | None = None
+    process: ProcessName | None = None
     deferred: int = 0
     # The activity process's state to store once the plan is applied (`engine.activity_ops`).
     activity: ActivityState | None = None

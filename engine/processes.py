@@ -5,8 +5,9 @@ only its own kinds of op. What that must never do is move the base past work lef
 the base of a contact is the state both sides confirmed, and its row fingerprints decide whether the
 contact is looked at again. So a contact with any op left for another process is *deferred*: its
 target is dropped from the cut plan, its base stays as it was, and the next plan (of any process)
-finds the parts already applied agreeing on both sides. Record cursors only advance when nothing was
-deferred, because an incremental read from a later cursor would not see the deferred contacts again.
+finds the parts already applied agreeing on both sides. Each process reads from record cursors of
+its own (`engine.planning.records_stream`): a process moves past a change once its part is done,
+while the process that owes the rest has not, and still reads it.
 
 Opt-outs belong to every process: whichever runs next carries them, so consent never waits for a
 slower process's interval. The upsert that creates a contact belongs to `members` as well as to

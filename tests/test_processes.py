@@ -1,13 +1,14 @@
 """The four processes: each applies its own part of the plan, and together they converge.
 
 Over the files adapter, end to end. What must hold: a process applies only its kinds of op (and
-every opt-out), a contact with work left for another process keeps its base, record cursors do
-not move past deferred work, and running the processes one after another ends where one whole
-apply ends.
+every opt-out), a contact with work left for another process keeps its base, each process's record
+cursors move past its own part of a change and no further, and running the processes one after
+another ends where one whole apply ends.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,10 +18,11 @@ from adapters.files.adapter import FilesAdapter
 from engine.applying import apply_plan
 from engine.changes import SideView
 from engine.contract import Outcome
-from engine.planning import make_plan
+from engine.planning import make_plan, records_stream
 from engine.plans import REPORT_ONLY, Op, OpKind
 from engine.processes import CONSENT, PROCESS_OPS, belongs
 from engine.reading import BaseLookup, Reading
+from engine.ruleset import ProcessName
 from tests.files_world import World, crm_person
 
 pytestmark = pytest.mark.asyncio
@@ -93,23 +95,68 @@ async def test_a_contact_with_work_left_for_another_process_keeps_its_base(tmp_p
     assert (await world.plan()).ops == ()
 
 
-async def test_record_cursors_stay_put_while_work_is_deferred(tmp_path: Path) -> None:
+async def cursor(world: World, process: ProcessName | None) -> str | None:
+    async with world.sync() as sync:
+        return await sync.store.get_cursor(sync.name, "crm", records_stream(process))
+
+
+async def test_each_process_moves_its_own_cursor_past_its_part_of_a_change(tmp_path: Path) -> None:
     world = World(tmp_path)
     world.write("crm.jsonl", people(6))
     await world.apply()
+    synced = await cursor(world, None)
+    assert synced is not None
+    # A whole apply did every process's part: each process reads on from where it ended.
+    assert [await cursor(world, p) for p in ("members", "contacts", "activity")] == [synced] * 3
     async with world.sync() as sync:
-        await sync.store.set_cursor(sync.name, "crm", "records", "before")
+        for process in (None, "members", "contacts", "activity"):
+            await sync.store.set_cursor(sync.name, "crm", records_stream(process), "before")
     world.write("crm-delta.jsonl", [crm_person("p1@example.com", first_name="Delta", lists=[])])
     await world.apply(incremental=True, process="members")
-    async with world.sync() as sync:
-        assert await sync.store.get_cursor(sync.name, "crm", "records") == "before"
-    # The rename is still seen incrementally, because the cursor did not move past it.
+    # Members did its part (p1 left the list) and moves on, while the rename waits for contacts,
+    # whose cursor has not moved past it: a shared cursor would have waited for both.
+    assert await cursor(world, "members") not in (None, "before")
+    assert await cursor(world, "contacts") == await cursor(world, None) == "before"
+    assert world.read("esp.jsonl")["p1@example.com"]["lists"] == ["Everyone"]
+    # What the ESP's changes since the cursor now hold, as a vendor's modified-since read gives them.
+    world.write("esp-delta.jsonl", [world.read("esp.jsonl")["p1@example.com"]])
     contacts = await world.plan(incremental=True, process="contacts")
     assert [(op.kind, op.email) for op in contacts.ops] == [("upsert_contact", "p1@example.com")]
-    await world.apply(incremental=True)  # every process: nothing deferred, the cursor moves
-    async with world.sync() as sync:
-        assert await sync.store.get_cursor(sync.name, "crm", "records") != "before"
+    await world.apply(incremental=True, process="contacts")
+    assert await cursor(world, "contacts") not in (None, "before")
     assert world.read("esp.jsonl")["p1@example.com"]["FIRSTNAME"] == "Delta"
+    world.write("esp-delta.jsonl", [world.read("esp.jsonl")["p1@example.com"]])
+    assert (await world.plan(incremental=True)).ops == ()  # both parts done, the base says so
+
+
+async def test_a_process_without_a_cursor_of_its_own_reads_from_the_whole_applys(tmp_path: Path) -> None:
+    """As after an upgrade from one shared cursor: the process reads on from it, not everything."""
+    world = World(tmp_path)
+    world.write("crm.jsonl", people(6))
+    await world.apply()
+    with sqlite3.connect(world.rules.state_path) as db:
+        db.execute("DELETE FROM cursors WHERE stream = ?", (records_stream("contacts"),))
+    world.write("crm-delta.jsonl", [crm_person("p1@example.com", first_name="Delta")])
+    plan = await world.plan(incremental=True, process="contacts")
+    assert [(op.kind, op.email) for op in plan.ops] == [("upsert_contact", "p1@example.com")]
+
+
+async def test_rows_rejected_as_read_do_not_hold_the_cursors(tmp_path: Path) -> None:
+    """A malformed address comes back in a delta once someone fixes it; whole reads see it too."""
+    world = World(tmp_path)
+    world.write("crm.jsonl", [*people(6), crm_person("broken@")])
+    await world.apply()
+    assert await cursor(world, None) is not None
+    world.write("crm-delta.jsonl", [crm_person("p1@example.com", first_name="Delta"), crm_person("bad@")])
+    plan = await world.plan(incremental=True)
+    assert [reason for _, _, reason in plan.rejections] == ["malformed email 'bad@'"]
+    async with world.sync() as sync:
+        await sync.store.set_cursor(sync.name, "crm", records_stream(None), "before")
+    await world.apply(incremental=True)
+    assert await cursor(world, None) not in (None, "before")
+    world.write("crm-delta.jsonl", [crm_person("bad@example.com")])  # fixed: it is in the delta
+    await world.apply(incremental=True)
+    assert "bad@example.com" in world.read("esp.jsonl")
 
 
 async def test_processes_planned_together_and_applied_in_either_order_leave_nothing_behind(
