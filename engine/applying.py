@@ -29,6 +29,7 @@ from engine.diffing import partly_confirmed
 from engine.errors import PermanentError, SafetyStop, TransientError
 from engine.planning import cursor_streams
 from engine.plans import NEW_CONTACT, REPORT_ONLY, Change, Op, OpKind, Plan
+from engine.processes import CONSENT
 from engine.reconciling import WRITTEN
 from engine.records import Record
 from engine.retrying import with_retries
@@ -43,6 +44,10 @@ JOB_WAIT = 900.0
 JOB_TIMEOUT = 6 * 3600.0
 POLL_FIRST, POLL_MAX = 1.0, 30.0
 WAITS_FOR_OPT_OUT = "not made on the ESP until its opt-out there is confirmed, so never subscribed"
+NOT_WRITTEN = "not written: "  # an op the retries ran out on before the vendor answered it
+# A contact whose ops the vendor refused in this many applies since it was last confirmed no longer
+# holds the record cursors: it is tried again when either side's record changes, and at whole reads.
+REFUSALS_HOLD = 3
 
 
 @dataclass
@@ -69,6 +74,10 @@ class ApplyReport:
 @dataclass
 class _Progress:
     failed: set[str] = field(default_factory=set)
+    # Of `failed`: contacts the vendor refused an op of (`REFUSALS_HOLD`), and the keys that hold the
+    # record cursors whatever came before (ops pending, not answered, of consent, of lists or fields).
+    refused: set[str] = field(default_factory=set)
+    holding: set[str] = field(default_factory=set)
     # Per contact, its ops that were rejected or left pending.
     unconfirmed: dict[str, list[Op]] = field(default_factory=dict)
     written: dict[tuple[str, Side], int | None] = field(default_factory=dict)
@@ -135,8 +144,9 @@ async def apply_plan(
                 progress(len(batch))
         await sync.esp.flush()
         await sync.crm.flush()
-        report.base_written = await _commit(sync, plan, state)
-        if not state.failed:
+        confirmed = await _commit(sync, plan, state)
+        report.base_written = len(confirmed)
+        if not await _holding_cursors(sync, state, confirmed):
             for stream in cursor_streams(plan.process):
                 for side in SIDES:
                     if side in plan.cursors:
@@ -198,7 +208,7 @@ async def _write(adapter: Adapter, kind: OpKind, ops: Sequence[Op]) -> list[Outc
     except TransientError as lost:
         if all(outcome is None for outcome in found):
             raise
-        return [outcome or Outcome(False, f"not written: {lost}") for outcome in found]
+        return [outcome or Outcome(False, f"{NOT_WRITTEN}{lost}") for outcome in found]
     return [outcome for outcome in found if outcome is not None]  # every op answered
 
 
@@ -210,6 +220,7 @@ def _record(
         if outcome.job is not None:
             report.pending[kind] += 1
             state.failed.add(key)
+            state.holding.add(key)
             state.outcomes.append((key, kind, "pending", outcome.reason))
         elif outcome.ok:
             report.done[kind] += 1
@@ -221,9 +232,27 @@ def _record(
             report.reasons[outcome.reason or "rejected"] += 1
             if kind != "record_activity" or op.email is None:  # an event says nothing of the base
                 state.failed.add(key)
+                (state.refused if _refusal(op, outcome) else state.holding).add(key)
             state.outcomes.append((key, kind, "rejected", outcome.reason))
         if outcome.job is not None or not outcome.ok:
             state.keep_unconfirmed(op)
+
+
+def _refusal(op: Op, outcome: Outcome) -> bool:
+    """Whether a rejected op is a contact's op the vendor refused (its job's failure included),
+    rather than one it never answered, one the engine held back, or an opt-out, which is always
+    tried again at once."""
+    reason = outcome.reason or ""
+    engine_made = reason == WAITS_FOR_OPT_OUT or reason.startswith(NOT_WRITTEN)
+    return op.email is not None and op.kind not in CONSENT and not engine_made
+
+
+async def _holding_cursors(sync: Sync, state: _Progress, confirmed: set[str]) -> bool:
+    """Whether anything of the apply keeps its record cursors where they are, so that the next
+    incremental read sees it again: an op pending, unanswered or of consent, or a contact the vendor
+    refused in fewer than `REFUSALS_HOLD` applies since it was last confirmed."""
+    stubborn = await sync.store.count_refusals(sync.name, state.refused, confirmed, at_least=REFUSALS_HOLD)
+    return bool(state.holding or state.refused - stubborn)
 
 
 async def _settle_jobs(
@@ -287,7 +316,8 @@ def _for_side(op: Op, rules: RuleSet) -> Op:
     return msgspec.structs.replace(op, changes=renamed)
 
 
-async def _commit(sync: Sync, plan: Plan, state: _Progress) -> int:
+async def _commit(sync: Sync, plan: Plan, state: _Progress) -> set[str]:
+    """Write the base of every contact the apply settled; returns those whose every op went through."""
     upserts: dict[str, tuple[Record, int | None, int | None]] = {}
     deletes: list[str] = []
     partial: dict[str, Record] = {}
@@ -311,7 +341,8 @@ async def _commit(sync: Sync, plan: Plan, state: _Progress) -> int:
         sync.name, upserts, deletes, plan.context, since=plan.tokens.base, moved=moved
     )
     state.failed |= moved  # as for a failed op: cursors stay, so the next read sees them again
-    return len(upserts) + len(deletes) - len(moved)
+    state.holding |= moved
+    return (upserts.keys() | deletes) - partial.keys() - moved
 
 
 async def _confirmed_parts(

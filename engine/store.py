@@ -667,6 +667,35 @@ class StateStore:
         )
         return next((float(at) for (at,) in rows), None)
 
+    async def count_refusals(
+        self, rule_set: str, refused: Iterable[str], confirmed: Iterable[str], *, at_least: int
+    ) -> set[str]:
+        """Count one more apply in which the vendor refused an op of each of the `refused` contacts,
+        forget the `confirmed` ones, and return those of `refused` refused in `at_least` applies or
+        more since they were last confirmed."""
+        refused = set(refused)
+        async with self._transaction() as conn:
+            # Few contacts are counted at any time; a first sync confirms a million.
+            counted = await conn.execute_fetchall(
+                "SELECT email FROM refusals WHERE rule_set = ?", (rule_set,)
+            )
+            settled = {str(email) for (email,) in counted}.intersection(confirmed)
+            await conn.executemany(
+                "DELETE FROM refusals WHERE rule_set = ? AND email = ?",
+                ((rule_set, email) for email in sorted(settled)),
+            )
+            await conn.executemany(
+                "INSERT INTO refusals (rule_set, email, applies) VALUES (?, ?, 1) "
+                "ON CONFLICT (rule_set, email) DO UPDATE SET applies = applies + 1",
+                ((rule_set, email) for email in sorted(refused)),
+            )
+            if not refused:
+                return set()
+            rows = await conn.execute_fetchall(
+                "SELECT email FROM refusals WHERE rule_set = ? AND applies >= ?", (rule_set, at_least)
+            )
+        return {str(email) for (email,) in rows} & refused
+
     # --- OAuth grants ----------------------------------------------------------------------
 
     async def load_tokens(self, rule_set: str, side: Side, adapter: str) -> OAuthTokens | None:

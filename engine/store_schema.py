@@ -189,7 +189,18 @@ CREATE TABLE full_reads (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# v7: per contact, how many applies the vendor refused its ops in since it was last confirmed, so that
+# a refusal that keeps coming stops holding the record cursors (`engine.applying`).
+_V7 = """
+CREATE TABLE refusals (
+    rule_set TEXT    NOT NULL,
+    email    TEXT    NOT NULL,
+    applies  INTEGER NOT NULL,
+    PRIMARY KEY (rule_set, email)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

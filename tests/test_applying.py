@@ -1,4 +1,5 @@
-"""Apply under faults: rejected rows, transient errors, vendor jobs, and a crash before the commit."""
+"""Apply under faults: rejected rows, transient errors, vendor jobs, a crash before the commit, and
+what of it holds the record cursors."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from pathlib import Path
 import pytest
 import stamina
 
-from engine.applying import ApplyReport, apply_plan
+from engine.applying import REFUSALS_HOLD, ApplyReport, apply_plan
 from engine.contract import Adapter, JobStatus, Outcome, PartialWrite, Snapshot
 from engine.errors import TransientError
-from engine.planning import make_plan
+from engine.planning import make_plan, records_stream
 from engine.plans import Op, OpKind
 from engine.session import Sync
 from tests.files_world import World, crm_person
@@ -227,3 +228,50 @@ async def test_when_retries_run_out_the_jobs_taken_are_still_followed(
     assert any(reason.startswith("not written: 503") for reason in report.reasons)
     again = await world.plan()
     assert {op.email for op in again.ops if op.kind == "upsert_contact"} == set(esp.sent[0][3:])
+
+
+async def crm_cursor(world: World) -> str | None:
+    async with world.sync() as sync:
+        return await sync.store.get_cursor(sync.name, "crm", records_stream(None))
+
+
+async def test_a_refusal_that_keeps_coming_stops_holding_the_cursors_after_a_few_applies(
+    tmp_path: Path,
+) -> None:
+    world = seed(tmp_path)
+    for _ in range(REFUSALS_HOLD - 1):
+        async with faulty_esp(world, reject={"p2@example.com"}) as (sync, _):
+            await apply_plan(sync, await make_plan(sync))
+        assert await crm_cursor(world) is None  # held, so the next read sees p2 again
+    async with faulty_esp(world, reject={"p2@example.com"}) as (sync, _):
+        report = await apply_plan(sync, await make_plan(sync))
+    assert report.rejected["upsert_contact"] == 1
+    moved = await crm_cursor(world)
+    assert moved is not None  # refused as often as that, p2 waits for a change or a whole read
+    # It is still planned whenever it is read, and confirmed once the vendor takes it.
+    async with faulty_esp(world) as (sync, _):
+        plan = await make_plan(sync)
+        assert {op.email for op in plan.ops} == {"p2@example.com"}
+        await apply_plan(sync, plan)
+    assert "p2@example.com" in world.read("esp.jsonl")
+    # Confirmed, its count starts again: one new refusal holds the cursors once more.
+    world.edit("crm.jsonl", "p2@example.com", first_name="Again")
+    async with world.sync() as sync:
+        await sync.store.set_cursor(sync.name, "crm", records_stream(None), "before")
+    async with faulty_esp(world, reject={"p2@example.com"}) as (sync, _):
+        await apply_plan(sync, await make_plan(sync))
+    assert await crm_cursor(world) == "before"
+
+
+async def test_a_refused_opt_out_always_holds_the_cursors(tmp_path: Path) -> None:
+    world = seed(tmp_path)
+    await world.apply()
+    world.edit("crm.jsonl", "p3@example.com", opted_out=True)
+    async with world.sync() as sync:
+        await sync.store.set_cursor(sync.name, "crm", records_stream(None), "before")
+    for _ in range(REFUSALS_HOLD + 1):
+        async with faulty_esp(world, reject={"p3@example.com"}) as (sync, _):
+            plan = await make_plan(sync)
+            assert [op.kind for op in plan.ops] == ["opt_out_esp"]
+            await apply_plan(sync, plan)
+        assert await crm_cursor(world) == "before"
