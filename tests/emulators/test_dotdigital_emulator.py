@@ -630,7 +630,7 @@ def client_paths() -> list[re.Pattern[str]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.JoinedStr):
             text = "".join(
-                re.escape(part.value) if isinstance(part, ast.Constant) else ".*" for part in node.values
+                re.escape(str(part.value)) if isinstance(part, ast.Constant) else ".*" for part in node.values
             )
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in inside:
             text = re.escape(node.value)
