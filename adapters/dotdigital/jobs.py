@@ -60,9 +60,6 @@ class ImportsInFlight:
         self.limit = limit
         self._jobs: dict[str, None] = {}  # job names as ``write`` answers them, in submission order
 
-    def __len__(self) -> int:
-        return len(self._jobs)
-
     def started(self, job: str) -> None:
         self._jobs[job] = None
 
@@ -83,7 +80,8 @@ class ImportsInFlight:
             if now - started >= ROOM_WAIT:
                 raise TransientError(
                     f"Dotdigital is still running all {self.limit} imports this run submitted after "
-                    f"{ROOM_WAIT:g} s, and runs at most {MAX_ACTIVE_IMPORTS} at once; the rest waits",
+                    f"{ROOM_WAIT:g} s (it runs at most {MAX_ACTIVE_IMPORTS} at once); the rest of the "
+                    "write waits to be tried again",
                     retry_after=ACTIVE_IMPORTS_WAIT,
                 )
             if now - waiting_since >= ROOM_PATIENCE:  # stuck, maybe: wait for the next oldest instead
