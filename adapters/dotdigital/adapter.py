@@ -6,16 +6,23 @@ Why it looks the way it does:
   snapshot reads all address books' members (ids only, 1,000 a call) to put each contact's lists in its
   row, and a row's bytes are the same whether a full or an incremental read produced it (``rows.py``).
 - Contact writes are bulk CSV imports, which Dotdigital finishes later: ``upsert_contact`` and
-  ``add_member`` answer ``Outcome(job=<import id>)`` and ``poll`` turns the import's fault report into one
-  outcome per op. Removals are bulk deletion jobs (``deletion:<id>``). Lists, fields, resubscribes and
-  opt-outs of known contacts (one bulk suppress per 1,000) are direct calls that answer at once.
+  ``add_member`` answer ``Outcome(job=<import id>)`` and ``poll`` reads the import's report, and its fault
+  report when the counts show rows with a problem, into one outcome per op (``jobs.py``). Removals are
+  bulk deletion jobs (``deletion:<id>``). Lists, fields, resubscribes and opt-outs of known contacts (one
+  bulk suppress per 1,000) are direct calls that answer at once.
+- At most ``max_active_imports`` (25, Dotdigital's limit) of the adapter's own imports are in flight:
+  before another is submitted, the oldest is polled until one ends (``jobs.ImportsInFlight``). Other
+  processes' imports still meet the vendor's refusal, a transient error; a write cut short by it (or by
+  anything transient) after some imports were submitted answers those (``interrupted``), so a retry
+  submits only the rest.
 - A CRM opt-out of an address Dotdigital has never seen is still pushed, so that a later import from
   anywhere else (a form, a manual upload) cannot mail that person. v2 can only create an unsubscribed
   contact one call at a time, which made the first sync of a CRM with many opt-outs cost hours of the
   hourly budget; those addresses go instead into one Contacts API v3 import per 5,000 that creates them
   already unsubscribed (``unsubscribe-import:<id>``), so no contact ever exists subscribed.
-- The adapter keeps no job state: ``poll`` gets the job's ops from the engine, which stores them with the
-  job, so a job submitted before a crash is polled to its end after a restart.
+- The adapter keeps no job state it needs across runs: ``poll`` gets the job's ops from the engine, which
+  stores them with the job, so a job submitted before a crash is polled to its end after a restart. (The
+  imports in flight are a run's own pacing, nothing more.)
 - Cursors are the local UTC time at the START of a read, used with a five-minute overlap against clock
   skew; re-reading a few rows costs nothing because unchanged rows fingerprint the same. A contact
   edited during a read may carry its values from before the edit: the next read, from that start, has
@@ -44,7 +51,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import httpx
 import msgspec
@@ -54,6 +61,13 @@ from adapters.common import import_text, parse_cursor, settings_of
 from adapters.dotdigital import rows, wire
 from adapters.dotdigital.activity import read_activity
 from adapters.dotdigital.client import BEGINNING, DotdigitalClient, DotdigitalError
+from adapters.dotdigital.jobs import (
+    DELETION,
+    MAX_ACTIVE_IMPORTS,
+    UNSUBSCRIBE_IMPORT,
+    ImportsInFlight,
+    poll_job,
+)
 from engine.activity_feed import ActivityFeed
 from engine.contract import AdapterContext, Capabilities, JobStatus, Outcome, Snapshot, interrupted
 from engine.errors import PermanentError, TransientError
@@ -68,8 +82,6 @@ SUPPRESS_CHUNK = 1_000  # emails per bulk suppress call: a choice, v2 publishes 
 UNSUBSCRIBE_IMPORT_CHUNK = 5_000  # contacts per v3 import: a choice, as v3's bulk delete takes 5,000
 CURSOR_OVERLAP = timedelta(minutes=5)
 RESERVED_BOOKS = frozenset({"Test", "All Contacts"})
-DELETION = "deletion:"
-UNSUBSCRIBE_IMPORT = "unsubscribe-import:"
 _ENCODER = msgspec.json.Encoder(order="deterministic")
 
 
@@ -82,6 +94,9 @@ class DotdigitalSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True
     max_import_bytes: int = wire.MAX_IMPORT_BYTES
     address_book_limit: int = 100  # professional tier; 1,000 on enterprise
     list_visibility: str = "Private"
+    # Imports of this adapter's own in flight at once: Dotdigital's limit, or fewer to leave room for
+    # other integrations' imports on the account.
+    max_active_imports: Annotated[int, msgspec.Meta(ge=1, le=MAX_ACTIVE_IMPORTS)] = MAX_ACTIVE_IMPORTS
 
 
 class DotdigitalAdapter:
@@ -98,6 +113,7 @@ class DotdigitalAdapter:
         self._opening = asyncio.Lock()
         self._books: dict[str, int] = {}  # address book name -> id
         self._ids: dict[str, int] = {}  # lower-cased email -> contact id
+        self._in_flight = ImportsInFlight(self._settings.max_active_imports)
 
     @classmethod
     def capabilities(cls, settings: Any, side: Side) -> Capabilities:
@@ -265,9 +281,11 @@ class DotdigitalAdapter:
         for start in range(0, len(unknown), UNSUBSCRIBE_IMPORT_CHUNK):
             chunk = unknown[start : start + UNSUBSCRIBE_IMPORT_CHUNK]
             try:
+                await self._in_flight.make_room(api)
                 job = UNSUBSCRIBE_IMPORT + await api.import_unsubscribed([str(ops[i].email) for i in chunk])
             except TransientError as lost:
                 raise interrupted(lost, taken) from None
+            self._in_flight.started(job)
             for index in chunk:
                 outcomes[index] = taken[index] = Outcome(True, job=job)
         return outcomes
@@ -297,6 +315,7 @@ class DotdigitalAdapter:
                 members = indexes[position : position + len(run)]
                 position += len(run)
                 try:
+                    await self._in_flight.make_room(api)
                     job = await api.import_contacts(
                         run, address_book_id=book, columns=columns, max_bytes=self._settings.max_import_bytes
                     )
@@ -306,6 +325,7 @@ class DotdigitalAdapter:
                     continue
                 except TransientError as lost:
                     raise interrupted(lost, outcomes) from None
+                self._in_flight.started(job)
                 for index in members:
                     outcomes[index] = Outcome(True, job=job)
         return [outcome or Outcome(False, "not submitted") for outcome in outcomes]
@@ -360,42 +380,10 @@ class DotdigitalAdapter:
     # -- jobs ---------------------------------------------------------------------------------------
     async def poll(self, job: str, ops: Sequence[Op]) -> JobStatus:
         """A job's state; once terminal, one outcome per op of ``ops`` (the job's, in written order)."""
-        api = await self._api()
-        if job.startswith(UNSUBSCRIBE_IMPORT):
-            return await self._poll_unsubscribe_import(api, job.removeprefix(UNSUBSCRIBE_IMPORT), ops)
-        deletion = job.startswith(DELETION)
-        if deletion:
-            state = await api.deletion_status(job.removeprefix(DELETION))
-            running, success = state == "Started", state == "Completed"
-        else:
-            state = await api.import_status(job)
-            running, success = state == "NotFinished", state == "Finished"
-        if running:
-            return JobStatus(state, False)
-        if not success:
-            return _failed(state, ops)
-        faults: dict[str, str] = {}
-        if not deletion:
-            for row in await api.import_faults(job):
-                email, reason = rows.column(row, "email"), rows.column(row, "reason")
-                if email:
-                    faults.setdefault(email.strip().lower(), reason or "rejected by the import")
-        return _finished(state, ops, faults)
-
-    async def _poll_unsubscribe_import(self, api: DotdigitalClient, job: str, ops: Sequence[Op]) -> JobStatus:
-        answer = await api.v3_import_status(job)
-        if answer.status == "NotFinished":
-            return JobStatus(answer.status, False)
-        if answer.status != "Finished":
-            return _failed(answer.status, ops)
-        faults = {
-            failed.identifiers.get("email", "").strip().lower(): "; ".join(
-                f"{reason.failure_code}: {reason.description}" for reason in failed.failures
-            )
-            or "not imported"
-            for failed in answer.failures
-        }
-        return _finished(answer.status, ops, faults)
+        status = await poll_job(await self._api(), job, ops)
+        if status.terminal:
+            self._in_flight.ended(job)
+        return status
 
     async def flush(self) -> None:
         """Nothing to do: every write Dotdigital accepted is already durable on its side."""
@@ -404,15 +392,3 @@ class DotdigitalAdapter:
         clients, self._http, self._client = self._http, [], None
         for http in clients:
             await http.aclose()
-
-
-def _failed(state: str, ops: Sequence[Op]) -> JobStatus:
-    return JobStatus(state, True, tuple(Outcome(False, state) for _ in ops), detail=state)
-
-
-def _finished(state: str, ops: Sequence[Op], faults: dict[str, str]) -> JobStatus:
-    """A finished job's outcomes: each op's email rejected with its fault, or done."""
-    emails = [str(op.email).lower() for op in ops]
-    return JobStatus(
-        state, True, tuple(Outcome(False, faults[e]) if e in faults else Outcome(True) for e in emails)
-    )

@@ -259,7 +259,12 @@ class DotdigitalClient:
         return await self._json(wire.ApiImportReport, "GET", f"/v2/contacts/import/{import_id}/report")
 
     async def import_faults(self, import_id: str) -> list[dict[str, str]]:
-        """The rows an import rejected, from its CSV report: ``Reason``, ``email``, then the data fields."""
+        """The rows an import rejected, from its CSV report: ``Reason``, ``email``, then the data fields.
+
+        The v2 document declares the answer ``application/octet-stream``, the vendor's ReadMe CSV: the
+        media type is not looked at, the body is read as CSV either way, and one whose header has no
+        email column is refused rather than read as "no faults".
+        """
 
         async def report() -> list[dict[str, str]]:
             response = await self._call("GET", f"/v2/contacts/import/{import_id}/report-faults")
@@ -270,6 +275,12 @@ class DotdigitalClient:
                     f"Dotdigital's answer to {call_name(response)}, the fault report of import "
                     f"{import_id}, is not readable UTF-8 CSV (garbled on the way, most likely); asking "
                     "again usually gives a whole one."
+                ) from None
+            except ValueError as wrong:
+                said = str(wrong).replace(self._password, "***") if self._password else str(wrong)
+                raise PermanentError(
+                    f"Dotdigital's answer to {call_name(response)} is not the fault report of import "
+                    f"{import_id} ({said}); the API may have changed: report it with this message."
                 ) from None
 
         return await idempotent(report, retry=self._retry_reads)

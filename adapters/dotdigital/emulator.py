@@ -10,6 +10,13 @@ shared fault layer (``adapters.emulation``: latency, 500/503/429, timeouts, drop
 
 The route table and handlers live in ``emulator_routes.py`` (which also documents the campaign-activity
 endpoints); request parsing and JSON rendering in ``emulator_wire.py``.
+
+``GET /v2/contacts/import/{id}/report-faults``: the v2 OpenAPI document declares its answer
+``application/octet-stream`` (a binary string), while ``shared/reference/esp-apis.md`` and the vendor's
+ReadMe describe UTF-8 CSV (``Reason,email,<data fields>``). The two agree once the CSV is the bytes of
+the octet stream, so the emulator answers the documented media type with a CSV body, and the client
+reads the body as CSV whatever media type it comes with (``text/csv`` too). The conformance tests hold
+the emulator to the document here as on every other endpoint listsync uses.
 """
 
 from __future__ import annotations

@@ -5,6 +5,16 @@ pick the terminal status (``InvalidFileFormat``, ``ExceedsAllowedContactLimit`` 
 apply the good rows (create or update contacts, coerce data fields, join the address book), count the
 v2 import report (``ApiContactImportReport``) and record one fault row per rejected or partial row for
 ``GET /v2/contacts/import/{id}/report-faults``. ``DotdigitalState.poll_import`` calls it.
+
+The report and the faults agree: each fault row is counted once among ``invalidEntries``,
+``duplicateEmails``, ``globallySuppressed`` (with its reason's breakdown: ``unsubscribed``,
+``hardBounced``..., else ``blocked``) and ``failures``, and each other row as ``newContacts`` or
+``updatedContacts``. A row imported without its cells under columns that are not data fields is both:
+imported (new or updated) and, for its ``UnknownDataField`` fault row, an invalid entry. So a report
+whose counts are all new or updated rows has an empty fault report.
+
+``ExceedsAllowedContactLimit``: the import would take the account past ``Knobs.contact_limit`` with the
+valid addresses it does not hold yet; nothing of it is applied.
 """
 
 from __future__ import annotations
@@ -34,12 +44,11 @@ def apply_import(state: DotdigitalState, job: ContactImport) -> None:
         job.status = job.outcome if job.outcome != "Finished" else "InvalidFileFormat"
         return
     header, rows = parsed
+    at = [h.lower() for h in header].index("email")
     limit = state.knobs.contact_limit
-    if limit is not None and len(state.contacts) + len(rows) > limit:
+    if limit is not None and len(state.contacts) + _new_addresses(state, rows, at) > limit:
         job.status = "ExceedsAllowedContactLimit"
         return
-    lowered = [h.lower() for h in header]
-    at = lowered.index("email")
     columns = {i: state.data_fields.get(h.upper()) for i, h in enumerate(header) if i != at}
     report = dict.fromkeys(REPORT_KEYS, 0)
     job.faults = [["Reason", "email", *(h for i, h in enumerate(header) if i != at)]]
@@ -91,5 +100,13 @@ def _import_row(
     if job.book_id is not None and job.book_id in state.address_books:
         state.add_member(job.book_id, contact)
     # The row is imported, but values under columns that are not data fields are dropped.
-    unknown = any(f is None and row[i].strip() for i, f in columns.items())
-    return "UnknownDataField" if unknown else None
+    if any(f is None and row[i].strip() for i, f in columns.items()):
+        report["invalidEntries"] += 1
+        return "UnknownDataField"
+    return None
+
+
+def _new_addresses(state: DotdigitalState, rows: list[list[str]], at: int) -> int:
+    """How many contacts the rows would add: valid addresses, each once, that the account lacks."""
+    emails = {row[at].strip().lower() for row in rows if valid_email(row[at].strip())}
+    return sum(1 for email in emails if state.contact_by_email(email) is None)

@@ -213,7 +213,8 @@ async def import_faults(state: DotdigitalState, request: Request) -> Response:
         )
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerows(job.faults)
-    return Response(out.getvalue().encode("utf-8"), media_type="text/csv; charset=utf-8")
+    # The v2 document's media type, with the CSV body the ReadMe shows (see emulator.py).
+    return Response(out.getvalue().encode("utf-8"), media_type="application/octet-stream")
 
 
 async def list_fields(state: DotdigitalState, request: Request) -> Response:

@@ -141,6 +141,7 @@ class V3ImportStatus(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
 
     import_id: str
     status: str
+    summary: dict[str, int] = {}
     failures: list[V3ImportFailure] = []
 
 
@@ -152,7 +153,11 @@ class ApiBulkContactDeletion(msgspec.Struct, rename="camel", frozen=True, kw_onl
 
 
 class ApiImportReport(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
-    """``GET /v2/contacts/import/{id}/report``: what a finished import did, as counts."""
+    """``GET /v2/contacts/import/{id}/report``: what a finished import did, as counts.
+
+    ``newContacts`` and ``updatedContacts`` count the rows imported; every other count names rows with
+    a problem or a breakdown of them (``unsubscribed``, ``hardBounced``... of ``globallySuppressed``).
+    """
 
     new_contacts: int = 0
     updated_contacts: int = 0
@@ -169,6 +174,19 @@ class ApiImportReport(msgspec.Struct, rename="camel", frozen=True, kw_only=True)
     pending_double_optin: int = 0
     failures: int = 0
     suppressed_contacts: int = 0
+
+    def imported_all(self, rows: int) -> bool:
+        """Whether the counts show each of ``rows`` rows imported without a problem: all of them new
+        or updated, and every other count zero. Any other count, even one that may be harmless
+        (``softBounced``), says the fault report has something to read."""
+        counts = msgspec.structs.asdict(self)
+        imported = counts.pop("new_contacts") + counts.pop("updated_contacts")
+        return imported == rows and not any(counts.values())
+
+    def summary(self) -> str:
+        """The counts that are not zero, in the vendor's words: ``newContacts 3, invalidEntries 1``."""
+        named = [(f.encode_name, getattr(self, f.name)) for f in msgspec.structs.fields(self)]
+        return ", ".join(f"{name} {count:,}" for name, count in named if count) or "no rows"
 
 
 class ApiCampaign(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
@@ -275,7 +293,13 @@ def split_for_import(
 
 
 def read_faults(payload: bytes) -> list[dict[str, str]]:
-    """The rows of an import's fault report (``Reason``, ``email``, data fields...); raises
-    UnicodeDecodeError or csv.Error when the payload is not UTF-8 CSV."""
+    """The rows of an import's fault report (``Reason``, ``email``, data fields...), whatever media type
+    it came as; an empty payload has none. Raises UnicodeDecodeError or csv.Error when the payload is
+    not UTF-8 CSV, and ValueError when its header has no email column (an error page, say, which
+    must not read as "no faults")."""
     text = payload.decode("utf-8-sig")
-    return [dict(row) for row in csv.DictReader(io.StringIO(text, newline=""))]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    if header and not any(name.strip().lower() == "email" for name in header):
+        raise ValueError(f"no email column in the header {','.join(header)[:80]!r}")
+    return [dict(row) for row in reader]

@@ -156,6 +156,46 @@ async def test_import_finishes_after_polls_with_report_and_faults() -> None:
     assert state.contact_by_email("ann@example.com") is not None
 
 
+FAULTS = b"Reason,email,FIRSTNAME\r\nDuplicate,ann@example.com,Ann\r\n"
+
+
+async def faults_answered(body: bytes, media_type: str | None) -> list[dict[str, str]]:
+    """The client's reading of a fault report answered with ``body`` as ``media_type``."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"content-type": media_type} if media_type else {})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer), base_url=BASE) as http:
+        return await DotdigitalClient(http, user=USER, password=PASSWORD).import_faults("1b2c")
+
+
+@pytest.mark.parametrize(
+    "media_type", ["application/octet-stream", "text/csv; charset=utf-8", "text/plain", None]
+)
+@pytest.mark.asyncio
+async def test_a_fault_report_is_read_as_csv_whatever_media_type_it_comes_as(media_type: str | None) -> None:
+    """The v2 document says octet-stream, the ReadMe CSV: the body is the same CSV either way."""
+    assert await faults_answered(FAULTS, media_type) == [
+        {"Reason": "Duplicate", "email": "ann@example.com", "FIRSTNAME": "Ann"}
+    ]
+    assert await faults_answered(b"", media_type) == []
+    assert await faults_answered(b"Reason,email\r\n", media_type) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<!DOCTYPE html><html><body>Service Unavailable</body></html>",
+        b'{"message": "Import is not processed yet. ERROR_IMPORT_REPORT_NOT_FOUND"}',
+    ],
+    ids=["html", "json"],
+)
+@pytest.mark.asyncio
+async def test_a_fault_report_without_an_email_column_is_refused_not_read_as_no_faults(body: bytes) -> None:
+    with pytest.raises(PermanentError, match=r"GET /v2/contacts/import/1b2c/report-faults is not the fault"):
+        await faults_answered(body, "application/octet-stream")
+
+
 @pytest.mark.asyncio
 async def test_too_many_active_imports_is_transient_with_its_code() -> None:
     async with dotdigital(max_active_imports=1, import_stalls=True) as (client, _, _sent):

@@ -54,10 +54,10 @@ def account(seed: Sequence[dict[str, Any]] = (), **knobs: Any) -> DotdigitalStat
 
 @asynccontextmanager
 async def opened(
-    state: DotdigitalState, hosts: list[str] | None = None, *, meddle: Meddle | None = None
+    state: DotdigitalState, hosts: list[str] | None = None, *, meddle: Meddle | None = None, **settings: Any
 ) -> AsyncIterator[DotdigitalAdapter]:
-    """The adapter on `state`; `hosts` collects the base URL of every HTTP client it made, and
-    `meddle` sees each request before the emulator does."""
+    """The adapter on `state` with `settings` besides its credentials; `hosts` collects the base URL of
+    every HTTP client it made, and `meddle` sees each request before the emulator does."""
     app = create_app(state)
 
     def http(base_url: str) -> httpx.AsyncClient:
@@ -71,8 +71,10 @@ async def opened(
     context = AdapterContext(
         "esp", Path("."), Budget("dotdigital", None), lambda ref: state.knobs.api_password, http=http
     )
-    settings = DotdigitalSettings(api_user=state.knobs.api_user, password=SecretRef(env="DD_PASSWORD"))
-    adapter = DotdigitalAdapter(settings, context)
+    credentials = DotdigitalSettings(
+        api_user=state.knobs.api_user, password=SecretRef(env="DD_PASSWORD"), **settings
+    )
+    adapter = DotdigitalAdapter(credentials, context)
     try:
         yield adapter
     finally:

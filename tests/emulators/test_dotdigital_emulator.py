@@ -1,10 +1,21 @@
-"""The Dotdigital v2 emulator behaves as the published API does, and its JSON matches the OpenAPI document."""
+"""The Dotdigital v2 emulator behaves as the published API does, and its answers match the OpenAPI documents.
+
+Every endpoint listsync uses is held to its document (v2, and the Contacts API v3 for its import):
+``test_every_endpoint_the_client_calls_conforms`` drives every method of the client through a transport
+that validates each successful answer, and fails when the client calls a path no document names, when
+a client method goes unexercised, when a path written in ``client.py`` is never requested, or when the
+endpoints validated differ from ``ENDPOINTS``, the list of what listsync uses.
+"""
 
 from __future__ import annotations
 
+import ast
 import base64
 import functools
+import inspect
 import json
+import re
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +26,8 @@ import pytest
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
+from adapters.dotdigital import client as client_module
+from adapters.dotdigital.client import BEGINNING, DotdigitalClient
 from adapters.dotdigital.emulator import create_app
 from adapters.dotdigital.emulator_data import generate
 from adapters.dotdigital.emulator_state import DotdigitalState, Knobs
@@ -49,12 +62,17 @@ def spec(path: Path = SPEC) -> OpenAPI:
     return OpenAPI.from_file_path(str(path))
 
 
+def validate(request: httpx.Request, response: httpx.Response, pattern: str, document: Path) -> None:
+    """Hold ``response`` to the operation at ``pattern`` of ``document``, its media type included."""
+    mock_request = MockRequest(BASE, request.method.lower(), request.url.path, path_pattern=pattern)
+    media_type = response.headers.get("content-type", "application/json")
+    mock_response = MockResponse(response.content, status_code=response.status_code, content_type=media_type)
+    spec(document).validate_response(mock_request, mock_response)
+
+
 def conforms(response: httpx.Response, pattern: str, document: Path = SPEC) -> Any:
     """Validate ``response`` against the operation at ``pattern`` of ``document``; return its JSON."""
-    request = response.request
-    mock_request = MockRequest(BASE, request.method.lower(), request.url.path, path_pattern=pattern)
-    mock_response = MockResponse(response.content, status_code=response.status_code)
-    spec(document).validate_response(mock_request, mock_response)
+    validate(response.request, response, pattern, document)
     return response.json()
 
 
@@ -160,6 +178,7 @@ async def test_import_finishes_after_polls_and_applies_rows(as_multipart: bool) 
         "not-an-email,Nope,1,",
         "gone@example.com,Gone,1,",
         "ann@example.com,Dup,1,",
+        "cy@example.com,Cy,seven,",
     )
     async with client(state) as http:
         book_id = await _import_world(http, state)
@@ -181,24 +200,90 @@ async def test_import_finishes_after_polls_and_applies_rows(as_multipart: bool) 
             await http.get(f"/v2/contacts/import/{job['id']}/report"), "/v2/contacts/import/{importId}/report"
         )
         faults = await http.get(f"/v2/contacts/import/{job['id']}/report-faults")
+        validate(faults.request, faults, "/v2/contacts/import/{importId}/report-faults", SPEC)
         members = conforms(await http.get(f"/v2/address-books/{book_id}/contacts?withFullData=true"),
                            "/v2/address-books/{addressBookId}/contacts")  # fmt: skip
     assert report["newContacts"] == 2 and report["updatedContacts"] == 0
-    assert (report["invalidEntries"], report["duplicateEmails"], report["globallySuppressed"]) == (1, 1, 1)
+    assert (report["invalidEntries"], report["duplicateEmails"], report["globallySuppressed"]) == (3, 1, 1)
     assert report["unsubscribed"] == 1
-    assert faults.headers["content-type"].startswith("text/csv")
+    # The document's media type, with the CSV body the reference and the ReadMe describe.
+    assert faults.headers["content-type"] == "application/octet-stream"
     assert faults.text.splitlines() == [
         "Reason,email,FirstName,Score,Nickname",
         "UnknownDataField,bob@example.com,Bob,3,Bobby",
         "InvalidEmail,not-an-email,Nope,1,",
         "Unsubscribed,gone@example.com,Gone,1,",
         "Duplicate,ann@example.com,Dup,1,",
+        "InvalidDataFieldValue,cy@example.com,Cy,seven,",
     ]
+    assert_counts_agree(report, faults.text)
     assert sorted(m["email"] for m in members) == ["Ann@Example.com", "bob@example.com"]
     ann = {f["key"]: f["value"] for f in members[0]["dataFields"]}
     assert ann == {"FIRSTNAME": "Ann", "SCORE": 7}
     gone = state.contact_by_email("gone@example.com")
     assert gone is not None and gone.id not in state.address_books[book_id].members
+
+
+# The report counts each fault row once, by its reason; a suppression also in its breakdown.
+PROBLEM_COUNTS = ("invalidEntries", "duplicateEmails", "globallySuppressed", "failures")
+COUNT_OF_REASON = {"InvalidEmail": "invalidEntries", "InvalidDataFieldValue": "invalidEntries",
+                   "UnknownDataField": "invalidEntries", "Duplicate": "duplicateEmails",
+                   "Failed": "failures"}  # fmt: skip
+
+
+def assert_counts_agree(report: dict[str, int], faults_csv: str) -> None:
+    """The report's problem counts are the fault rows counted by reason, suppressions as
+    globallySuppressed; imported rows are new or updated."""
+    reasons = [line.split(",", 1)[0] for line in faults_csv.splitlines()[1:]]
+    counted = Counter(COUNT_OF_REASON.get(reason, "globallySuppressed") for reason in reasons)
+    assert {key: report[key] for key in PROBLEM_COUNTS} == {key: counted[key] for key in PROBLEM_COUNTS}
+
+
+@pytest.mark.asyncio
+async def test_report_counts_agree_with_the_fault_rows_whatever_goes_wrong() -> None:
+    """Random row failures, every suppression reason, bad values, duplicates and unknown columns: the
+    counts match the fault rows, and a clean import's counts are all new or updated with no fault."""
+    state = DotdigitalState(Knobs(import_polls=0, row_fault_share=0.3), seed=9)
+    state.create_data_field("SCORE", "Numeric")
+    reasons = ["Unsubscribed", "HardBounced", "IspComplained", "Suppressed", "DirectComplaint", "MailBlocked"]
+    for n, reason in enumerate(reasons):
+        state.suppress(state.add_contact(f"s{n}@example.com"), reason)
+    lines = [f"s{n}@example.com,1," for n in range(len(reasons))]
+    lines += [f"p{n}@example.com,{n}," for n in range(30)] + [
+        "p1@example.com,1,",
+        "x@y,1,",
+        "q@example.com,z,",
+    ]
+    lines += ["u@example.com,1,extra"]
+    async with client(state) as http:
+        sent = await http.post(
+            "/v2/contacts/import", files={"file": ("a.csv", csv_file("Email,SCORE,OTHER", *lines))}
+        )
+        assert await finish(http, sent.json()["id"]) == ["Finished"]
+        report = (await http.get(f"/v2/contacts/import/{sent.json()['id']}/report")).json()
+        faults = (await http.get(f"/v2/contacts/import/{sent.json()['id']}/report-faults")).text
+        state.tune(row_fault_share=0.0)
+        clean = await http.post(
+            "/v2/contacts/import", files={"file": ("b.csv", csv_file("Email", "c@example.com"))}
+        )
+        assert await finish(http, clean.json()["id"]) == ["Finished"]
+        clean_report = (await http.get(f"/v2/contacts/import/{clean.json()['id']}/report")).json()
+        clean_faults = (await http.get(f"/v2/contacts/import/{clean.json()['id']}/report-faults")).text
+    assert 0 < report["failures"] < 30 and report["globallySuppressed"] == len(reasons)
+    breakdown = (
+        "unsubscribed",
+        "hardBounced",
+        "ispComplaints",
+        "suppressedContacts",
+        "blocked",
+        "mailBlocked",
+    )
+    assert [report[key] for key in breakdown] == [1] * len(breakdown)
+    assert_counts_agree(report, faults)
+    imported = report["newContacts"] + report["updatedContacts"]
+    assert imported == len(lines) - sum(report[key] for key in PROBLEM_COUNTS) + 1  # u@ is both
+    assert {k: v for k, v in clean_report.items() if v} == {"newContacts": 1}
+    assert clean_faults.splitlines() == ["Reason,email"]
 
 
 @pytest.mark.asyncio
@@ -459,3 +544,168 @@ async def test_a_campaigns_address_books_are_the_existing_books_it_was_sent_to()
     assert [b["name"] for b in conforms(every, pattern)] == ["Spring", "Webinar"]
     assert [b["name"] for b in conforms(second, pattern)] == ["Webinar"]
     assert missing.json()["message"].endswith("ERROR_CAMPAIGN_NOT_FOUND")
+
+
+# -- every endpoint listsync uses, held to its document -------------------------------------------------
+# What the client calls, as (method, the document's path): the list the test below checks both ways.
+ENDPOINTS = {
+    ("GET", "/v2/account-info"),
+    ("GET", "/v2/address-books"),
+    ("POST", "/v2/address-books"),
+    ("GET", "/v2/address-books/{addressBookId}/contacts"),
+    ("POST", "/v2/address-books/{addressBookId}/contacts/delete"),
+    ("GET", "/v2/contacts/deletion/{deletionRequestId}"),
+    ("GET", "/v2/contacts/modified-since/{date}"),
+    ("GET", "/v2/contacts/suppressed-since/{date}"),
+    ("PUT", "/v2/contacts/suppress-contacts"),
+    ("POST", "/v2/contacts/unsubscribe"),
+    ("POST", "/v2/contacts/resubscribe"),
+    ("POST", "/v2/contacts/resubscribe-with-no-challenge"),
+    ("GET", "/v2/data-fields"),
+    ("POST", "/v2/data-fields"),
+    ("POST", "/v2/address-books/{addressBookId}/contacts/import"),
+    ("POST", "/v2/contacts/import"),
+    ("GET", "/v2/contacts/import/{importId}"),
+    ("GET", "/v2/contacts/import/{importId}/report"),
+    ("GET", "/v2/contacts/import/{importId}/report-faults"),
+    ("PUT", "/contacts/v3/import"),
+    ("GET", "/contacts/v3/import/{importId}"),
+    ("GET", "/v2/campaigns/with-activity-since/{date}"),
+    ("GET", "/v2/campaigns/{campaignId}/address-books"),
+    ("GET", "/v2/campaigns/{campaignId}/summary"),
+    *(("GET", f"/v2/campaigns/{{campaignId}}/{feed}") for feed in ("activities", "opens", "clicks")),
+    *(
+        ("GET", f"/v2/campaigns/{{campaignId}}/{feed}/since-date/{{date}}")
+        for feed in ("activities", "opens", "clicks")
+    ),
+}
+_HOLE = re.compile(r"\{[^}]+\}")
+
+
+@functools.cache
+def operations(document: Path) -> dict[str, frozenset[str]]:
+    """The document's paths, each with the methods it has operations for (upper-case)."""
+    paths = json.loads(document.read_text())["paths"]
+    return {path: frozenset(method.upper() for method in methods) for path, methods in paths.items()}
+
+
+def operation_of(method: str, path: str) -> tuple[str, Path]:
+    """The document and its path a request is for; of several that fit, the most literal one."""
+    document = V3_SPEC if path.startswith("/contacts/v3/") else SPEC
+    fits = [
+        pattern
+        for pattern, methods in operations(document).items()
+        if method in methods and re.fullmatch(_HOLE.sub("[^/]+", pattern), path)
+    ]
+    assert fits, f"{method} {path} is no operation of {document.name}"
+    return max(fits, key=lambda pattern: len(_HOLE.sub("", pattern))), document
+
+
+class Conforming(httpx.AsyncBaseTransport):
+    """The emulator, with each successful answer held to the document's operation for its request;
+    ``validated`` collects the operations, ``paths`` every path requested."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+        self.validated: set[tuple[str, str]] = set()
+        self.paths: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        await response.aread()
+        self.paths.append(request.url.path)
+        if response.is_success:
+            pattern, document = operation_of(request.method, request.url.path)
+            validate(request, response, pattern, document)
+            self.validated.add((request.method, pattern))
+        return response
+
+
+def client_paths() -> list[re.Pattern[str]]:
+    """Every request path ``client.py`` writes down, as a pattern: the literal text, with each
+    f-string hole matching anything."""
+    tree = ast.parse(inspect.getsource(client_module))
+    inside = {id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for part in node.values}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            text = "".join(
+                re.escape(str(part.value)) if isinstance(part, ast.Constant) else ".*" for part in node.values
+            )
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in inside:
+            text = re.escape(node.value)
+        else:
+            continue
+        if text.startswith(("/v2", "/contacts/v3")):
+            found.append(re.compile(text))
+    return found
+
+
+async def exercise(api: DotdigitalClient) -> None:
+    """Every method of the client, each branch that picks another endpoint taken, on a generated
+    account with activity; each job polled to its end."""
+
+    async def each(items: AsyncIterator[Any]) -> list[Any]:
+        return [item async for item in items]
+
+    await api.discover_endpoint()
+    book = await api.create_address_book("Conformance")
+    await each(api.address_books())
+    await api.create_data_field("REGION", "String")
+    await api.data_fields()
+    rows = [{"Email": "new@example.com", "REGION": "North"}, {"Email": "not-an-email", "REGION": "?"}]
+    for book_id in (book.id, None):
+        job = await api.import_contacts(rows, address_book_id=book_id, columns=["REGION"])
+        while await api.import_status(job) == "NotFinished":
+            pass
+        await api.import_report(job)
+        assert [fault["Reason"] for fault in await api.import_faults(job)] == ["InvalidEmail"]
+    members = await each(api.address_book_members(book.id))
+    deletion = await api.remove_from_address_book(book.id, [member.id for member in members])
+    while await api.deletion_status(deletion) == "Started":
+        pass
+    subscribed = next(c for c in await each(api.contacts()) if c.status == "Subscribed")
+    await each(api.contacts_modified_since(BEGINNING, with_full_data=False))
+    await api.suppress([subscribed.email, "nobody@example.com"])
+    for challenge in (True, False):
+        await api.unsubscribe("left@example.com")
+        assert (await api.resubscribe("left@example.com", {}, challenge=challenge)).status == "ContactAdded"
+    await each(api.suppressed_since(BEGINNING))
+    unsubscribing = await api.import_unsubscribed(["gone@example.com", "bad@@example"])
+    while (await api.v3_import_status(unsubscribing)).status == "NotFinished":
+        pass
+    campaign = (await each(api.campaigns_with_activity_since(BEGINNING)))[0].id
+    await each(api.campaign_address_books(campaign))
+    for since in (None, BEGINNING):
+        await each(api.campaign_activities(campaign, since))
+        await each(api.campaign_opens(campaign, since))
+        await each(api.campaign_clicks(campaign, since))
+    await api.campaign_summary(campaign)
+
+
+@pytest.mark.asyncio
+async def test_every_endpoint_the_client_calls_conforms(monkeypatch: pytest.MonkeyPatch) -> None:
+    state = DotdigitalState(Knobs(rate_scheme="none", import_polls=1), seed=2)
+    generate(state, seed=2, contacts=40, address_books=2, campaigns=1)
+    methods = {name for name, value in vars(DotdigitalClient).items() if inspect.isfunction(value)}
+    methods = {name for name in methods if not name.startswith("_")}
+    called: set[str] = set()
+    for name in methods:
+        method = getattr(DotdigitalClient, name)
+
+        def spy(
+            self: DotdigitalClient, *args: Any, _name: str = name, _method: Any = method, **kw: Any
+        ) -> Any:
+            called.add(_name)
+            return _method(self, *args, **kw)
+
+        monkeypatch.setattr(DotdigitalClient, name, spy)
+    conforming = Conforming(httpx.ASGITransport(app=create_app(state)))
+    async with httpx.AsyncClient(transport=conforming, base_url=BASE) as http:
+        await exercise(DotdigitalClient(http, user=AUTH[0], password=AUTH[1]))
+    assert called == methods, f"not exercised: {sorted(methods - called)}"
+    unrequested = [
+        p.pattern for p in client_paths() if not any(p.fullmatch(path) for path in conforming.paths)
+    ]
+    assert not unrequested, f"client.py paths never requested here: {unrequested}"
+    assert conforming.validated == ENDPOINTS
