@@ -17,6 +17,11 @@ shift instead of trusting that none happened:
 - Any other page (a larger shift, one of those records gone or moved, a record inserted among them)
   starts the read over; records already given are not given again. After ``TRIES`` reads broken that
   way the read fails with TransientError and the run is retried later: it never returns a short list.
+- The last records read can fool that check by moving to the end themselves, in order, while records
+  before them leave: the last page then begins with them and the records between are skipped. So
+  when a page ends the list, the page before it is read again and must not have changed; if it has,
+  the read starts over. (That costs one call per list of more than one page. Only a list changing
+  between those two calls in that same way could still fool it.)
 
 Records added during a read may or may not be in it, as with any read; a record edited during a read
 may come with its values from before the edit, so a cursor for the next read must be no later than
@@ -96,10 +101,12 @@ async def read_in_turn(
     """Every record of a list, page by page as they are read (``fetch(offset, count)`` gives a page),
     until a page comes back short, or longer than asked (the endpoint ignores the count)."""
     overlap = overlap_for(page_size)
+    stride = page_size - overlap
     given: Counter[Key] = Counter()
     for _ in range(TRIES):
         again = Counter(given)  # a repeated read gives nothing twice
         stitch, offset = _Stitch[T](key, overlap), 0
+        before: Sequence[T] = ()
         while True:
             page = await fetch(offset, page_size)
             fresh = stitch.fresh(page)
@@ -113,8 +120,11 @@ async def read_in_turn(
                 given[name] += 1
                 yield item
             if len(page) != page_size:
+                if offset and await fetch(offset - stride, page_size) != before:
+                    break  # the records between may have moved past the check: read again
                 return
-            offset += page_size - overlap
+            before = page
+            offset += stride
     raise _moving(what)
 
 
@@ -163,6 +173,8 @@ async def _read_at_once(
             return None
         found += fresh
         if len(pages[offset]) != page_size:
+            if offset and (await fetch(offset - stride, page_size))[0] != pages[offset - stride]:
+                return None  # the records between may have moved past the check
             return found
         offset += stride
 

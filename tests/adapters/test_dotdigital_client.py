@@ -87,16 +87,18 @@ async def test_pages_until_a_short_page() -> None:
     assert {c.status for c in everyone} > {"Subscribed"}  # suppressed contacts come with their status
     assert all(c.data_fields for c in everyone)
     pages = [r for r in sent if "modified-since" in r.url.path]
-    assert [r.url.params["skip"] for r in pages] == ["0", "950"]  # each page repeats 50 of the last
+    # Each page repeats 50 of the last; the page before the last is read again to confirm the end.
+    assert [r.url.params["skip"] for r in pages] == ["0", "950", "0"]
 
     book = next(iter(state.address_books.values()))
     async with dotdigital(state, page_size=7) as (client, _, sent):
         members = await collect(client.address_book_members(book.id))
         books = await collect(client.address_books())
     assert [m.id for m in members] == list(book.members)
-    skips = [int(r.url.params["skip"]) for r in sent if r.url.path.endswith("/contacts")]
+    *skips, confirming = [int(r.url.params["skip"]) for r in sent if r.url.path.endswith("/contacts")]
     assert skips == list(range(0, skips[-1] + 1, 5))  # pages of 7 overlap by 2
     assert skips[-1] + 2 <= len(members) < skips[-1] + 7  # the last page holds the overlap and is short
+    assert confirming == skips[-2]  # the page before the last, read again to confirm the end
     assert [b.name for b in books] == [b.name for b in state.address_books.values()]
 
 
