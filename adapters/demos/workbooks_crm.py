@@ -90,7 +90,7 @@ class DemoCrm:
             and membership.get("party_or_lead_type") == "Private::Crm::Person"
             and campaigns.get(int(membership.get("marketing_campaign_id") or 0), {}).get("record_state")
             == "open"
-            and membership.get("campaign_membership_status[status]") != UNSUBSCRIBED
+            and self.state.status_name(membership.get("campaign_membership_status_id")) != UNSUBSCRIBED
         ]
 
     def campaign_list(self, membership: Record) -> str:

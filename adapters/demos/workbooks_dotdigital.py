@@ -51,8 +51,9 @@ class WorkbooksDotdigitalDemo(WorkbooksDemo):
     secrets = EMULATOR_SECRETS
     explore = (
         "Explore it yourself: `listsync emulate workbooks` and `listsync emulate dotdigital` serve these "
-        "emulators on loopback; point a copy of rules/workbooks-dotdigital.toml at them (crm base_url, "
-        "esp endpoint) and run `listsync plan` on it."
+        "emulators on loopback, the Dotdigital account already holding the CRM's people (give both the "
+        "same --seed); point a copy of rules/workbooks-dotdigital.toml at them (crm base_url, esp "
+        "endpoint and api_user) and run `listsync plan` on it."
     )
 
     def __init__(self) -> None:

@@ -13,9 +13,14 @@ import csv
 import io
 import random
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from adapters.dotdigital.rows import VENDOR_TYPES
+from engine.records import Record
+from engine.ruleset import FieldType
 
 if TYPE_CHECKING:
     from adapters.dotdigital.emulator_state import DotdigitalState
@@ -242,6 +247,7 @@ _REASONS = (
     "IspComplained",
     "Suppressed",
 )
+_SENDS = ("this month's news", "new dates", "an offer for you", "what's coming up")
 _URLS = (
     "https://www.example.com/",
     "https://www.example.com/pricing",
@@ -262,6 +268,19 @@ class ActivityShares:
     complaint: float = 0.005
 
 
+class Synced(Protocol):
+    """What an earlier integration put in the account from a CRM (`adapters.demos.earlier_sync`)."""
+
+    @property
+    def lists(self) -> Sequence[str]: ...  # address books it made and filled
+
+    @property
+    def fields(self) -> Mapping[str, FieldType]: ...  # data fields it made
+
+    @property
+    def contacts(self) -> Sequence[Record]: ...  # the CRM records it imported
+
+
 def generate(
     state: DotdigitalState,
     *,
@@ -271,17 +290,26 @@ def generate(
     suppressed_share: float = 0.06,
     campaigns: int = 3,
     with_activity: bool = True,
+    synced: Synced | None = None,
+    now: datetime | None = None,
 ) -> None:
-    """Fill ``state`` with a realistic account; the same seed always gives the same account."""
+    """Fill ``state`` with a realistic account; the same seed always gives the same account.
+
+    With `synced`, the account is one an earlier integration filled from a CRM (`fill_synced`), and
+    `contacts` counts its contacts too; the rest are the account's own, in `address_books` books of
+    its own. Each of its books had a campaign sent to it lately, besides the `campaigns` sent to the
+    account's own books. `now` is when its history ends (the state's clock by default): accounts
+    generated with one seed and `now` are equal to the second."""
     rng = random.Random(seed)
-    now = state.now()
+    now = now or state.now()
     for name, type_ in _FIELDS:
         if name not in state.data_fields:
             state.create_data_field(name, type_)
-    books = [
-        state.create_address_book(name).id for name in rng.sample(_BOOKS, min(address_books, len(_BOOKS)))
-    ]
-    made = 0
+    taken = {name.lower() for name in synced.lists} if synced is not None else set()
+    own = [name for name in _BOOKS if name.lower() not in taken]
+    books = [state.create_address_book(name).id for name in rng.sample(own, min(address_books, len(own)))]
+    filled = fill_synced(state, rng, synced, suppressed_share, now) if synced is not None else []
+    made = len(synced.contacts) if synced is not None else 0
     while made < contacts:
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
         local = rng.choice((f"{first}.{last}", f"{first[0]}{last}", f"{first}{rng.randint(1, 99)}"))
@@ -302,11 +330,7 @@ def generate(
         for book_id in rng.sample(books, rng.randint(1, min(2, len(books)))) if books else ():
             state.book(book_id).members[contact.id] = None
         if rng.random() < suppressed_share:
-            reason = rng.choice(_REASONS)
-            when = created + (now - created) * rng.random()
-            state.suppress(
-                contact, reason, when=when, self_service=reason == "Unsubscribed" and rng.random() < 0.7
-            )
+            _suppress_since(state, rng, contact, created, now)
         made += 1
     for number in range(campaigns if books else 0):
         sent = now - timedelta(days=rng.uniform(1, 60))
@@ -314,18 +338,65 @@ def generate(
             f"Campaign {number + 1}: {rng.choice(_BOOKS)}", book_ids=rng.sample(books, 1), sent_at=sent
         )
         if with_activity:
-            simulate_activity(state, campaign, rng, ActivityShares())
+            simulate_activity(state, campaign, rng, ActivityShares(), now)
+    for book in filled:
+        # Lately, so that an activity backfill of a month or so still finds it.
+        sent = now - timedelta(days=rng.uniform(1, 21))
+        name = f"{book.name}: {rng.choice(_SENDS)}"
+        campaign = state.add_campaign(name, book_ids=[book.id], sent_at=sent)
+        if with_activity:
+            simulate_activity(state, campaign, rng, ActivityShares(), now)
+
+
+def fill_synced(
+    state: DotdigitalState, rng: random.Random, synced: Synced, suppressed_share: float, now: datetime
+) -> list[AddressBook]:
+    """Make the data fields and address books of `synced` and import its contacts, as that earlier
+    integration did: each with its data-field values, in its books, and unsubscribed if the CRM had
+    opted it out. Since then `suppressed_share` of the others have been suppressed here (mostly
+    unsubscribed, some hard bounces and complaints): opt-outs the CRM has not heard of. Returns the
+    books."""
+    for name, type_ in synced.fields.items():
+        if name.upper() not in state.data_fields:
+            state.create_data_field(name, VENDOR_TYPES[type_])
+    books = {name: state.create_address_book(name) for name in synced.lists}
+    for record in synced.contacts:
+        created = now - timedelta(days=rng.uniform(30, 400))
+        contact = state.add_contact(record.email, created=created)
+        contact.data.update(state.typed_fields((k, v) for k, v in record.fields.items() if v is not None))
+        for name in sorted(record.lists & books.keys()):
+            books[name].members[contact.id] = None
+        if record.opted_out:
+            state.suppress(contact, "Unsubscribed", when=created)
+        elif rng.random() < suppressed_share:
+            _suppress_since(state, rng, contact, created, now)
+    return list(books.values())
+
+
+def _suppress_since(
+    state: DotdigitalState, rng: random.Random, contact: Contact, created: datetime, now: datetime
+) -> None:
+    """Suppress `contact` at a moment between `created` and `now`, for a reason drawn as an account's
+    are mixed; most who unsubscribe do it themselves (a link in an email), so cannot be resubscribed."""
+    reason = rng.choice(_REASONS)
+    when = created + (now - created) * rng.random()
+    state.suppress(contact, reason, when=when, self_service=reason == "Unsubscribed" and rng.random() < 0.7)
 
 
 def simulate_activity(
-    state: DotdigitalState, campaign: Campaign, rng: random.Random, shares: ActivityShares
+    state: DotdigitalState,
+    campaign: Campaign,
+    rng: random.Random,
+    shares: ActivityShares,
+    now: datetime | None = None,
 ) -> int:
     """Send ``campaign`` to its books' mailable members and record what each recipient did.
 
     Hard bounces and complaints suppress the contact account-wide, unsubscribes are self-service
-    (so they cannot be resubscribed). Events fall between the send and now. Returns recipients added.
+    (so they cannot be resubscribed). Events fall between the send and `now` (the state's clock by
+    default). Returns recipients added.
     """
-    now = state.now()
+    now = now or state.now()
     span = max((now - campaign.date_sent).total_seconds(), 60.0)
 
     def later(after: datetime) -> datetime:

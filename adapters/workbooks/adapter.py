@@ -1,18 +1,22 @@
 """The Workbooks CRM adapter: people and sales leads in, opt-outs, flags, field updates and activities out.
 
 Workbooks is the CRM side of a sync. The adapter reads people, sales leads, their campaign
-memberships and the campaigns through the typed client (`adapters.workbooks.client`; it never speaks
-HTTP itself) and writes back only what a CRM takes from an ESP: opt-outs, the undeliverable flag,
-mapped field values and online activities. It never creates or deletes people, leads or campaigns:
-those are the CRM users' records. Row translation lives in `adapters.workbooks.rows`, saving with the
-stale retry in `adapters.workbooks.saving`, and `record_activity` in `adapters.workbooks.activities`.
+memberships, the campaigns and their member statuses through the typed client
+(`adapters.workbooks.client`; it never speaks HTTP itself) and writes back only what a CRM takes from
+an ESP: opt-outs, the undeliverable flag, mapped field values and online activities. It never creates
+or deletes people, leads or campaigns: those are the CRM users' records. Row translation lives in
+`adapters.workbooks.rows`, saving with the stale retry in `adapters.workbooks.saving`,
+`record_activity` in `adapters.workbooks.activities`, and what a membership's status id stands for
+in `adapters.workbooks.statuses`.
 Decisions:
 - Incremental snapshots follow the reference's delta pattern (§8): `updated_at >= cursor`
   (equal timestamps are re-read, never missed), tombstones included, paged in order of id so that
   an edit during the read cannot push a record between two pages. The cursor is the newest
   `updated_at` that existed when the read began (ISO 8601): whatever changes during the read is
   read again by the next delta. A person or lead whose membership changed is re-read by id, and every
-  changed record's memberships are re-read whole, so each row carries all its memberships.
+  changed record's memberships are re-read whole, so each row carries all its memberships. So is
+  the holder of a membership whose status was renamed or deleted since the cursor
+  (`adapters.workbooks.statuses`).
 - A deleted record is reported in `Snapshot.deleted` by email, unless another live person or lead
   still has that email. An email changed on a record is not seen as a deletion of the old one: full
   snapshots (on the engine's schedule) settle that.
@@ -37,10 +41,11 @@ import msgspec
 import xxhash
 
 from adapters.common import settings_of
-from adapters.workbooks import activities, campaign_totals, rows
+from adapters.workbooks import activities, campaign_totals, rows, statuses
 from adapters.workbooks.client import Filter, WorkbooksClient
 from adapters.workbooks.rows import KINDS, LEAD, PERSON, Kind
 from adapters.workbooks.saving import Ref, save
+from adapters.workbooks.statuses import Attribute
 from adapters.workbooks.wire import MAX_BATCH, Value
 from engine.contract import AdapterContext, Capabilities, JobStatus, Outcome, Snapshot
 from engine.errors import ListsyncError
@@ -58,6 +63,9 @@ class WorkbooksSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
 
     `columns` limits what is read of people and leads (None: every column the metadata offers).
     `campaign_fields` are offered to list-name templates; those the database lacks are left out.
+    `member_status` is the attribute of a member status the rules' `unsubscribed_statuses` compare
+    against: its `name` (an unnamed status falls back to its `status`) or its `status`
+    (`adapters.workbooks.statuses`).
     """
 
     base_url: str = "https://secure.workbooks.com"
@@ -68,6 +76,7 @@ class WorkbooksSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     undeliverable_field: str = "email_address_undeliverable"
     campaign_fields: list[str] = msgspec.field(default_factory=lambda: [rows.PUBLIC_NAME])
     columns: list[str] | None = None
+    member_status: Attribute = "name"
 
     def __post_init__(self) -> None:
         session = self.username is not None or self.password is not None
@@ -136,7 +145,7 @@ class WorkbooksAdapter:
         for top in tops.values():
             newest = rows.newer(newest, top)
         columns = await self._read_columns()
-        self._campaigns = await self._read_campaigns()
+        self._campaigns = campaigns = await self._read_campaigns()
         api, page = self._api(), self._settings.page_size
         changed: dict[str, dict[int, dict[str, Any]]] = {kind.name: {} for kind in KINDS}
         for kind in KINDS:
@@ -144,12 +153,16 @@ class WorkbooksAdapter:
                 kind.controller, since, columns[kind.controller], page_size=page
             ):
                 changed[kind.name][record["id"]] = record
+        found = await statuses.read_statuses(
+            api, (c.key for c in campaigns), self._settings.member_status, since, page_size=page
+        )
         members = [m async for m in api.memberships_since(since, rows.MEMBER_COLUMNS, page_size=page)]
         if since is not None:
+            members += [m async for m in self._members_with(found.changed)]
             members = await self._delta_members(changed, members, columns)
         else:
             self._refs, self._emails = {}, {}
-        memberships = rows.memberships(members)
+        memberships = rows.memberships(members, found.of)
         payloads, deleted = [], []
         for kind in KINDS:
             for record in changed[kind.name].values():
@@ -259,6 +272,11 @@ class WorkbooksAdapter:
                 controller, select=select, filters=filters, page_size=self._settings.page_size
             ):
                 yield record
+
+    def _members_with(self, status_ids: Iterable[int]) -> AsyncIterator[dict[str, Any]]:
+        """Live memberships holding one of `status_ids` (statuses renamed or deleted since the cursor)."""
+        values = [str(i) for i in sorted(status_ids)]
+        return self._chunked(rows.MEMBERS, statuses.STATUS_ID, values, rows.MEMBER_COLUMNS)
 
     def _members_of(self, kind: Kind, ids: Sequence[int]) -> AsyncIterator[dict[str, Any]]:
         values = [str(i) for i in ids]

@@ -6,7 +6,8 @@ a 503, which comes from the web tier in front of it as a small HTML page with ``
 The dump is what ``GET /_emulator/state`` answers and what a test compares after a sync: people and
 leads (their emails, consent and undeliverable flags and every other field), campaigns, campaign
 memberships and online activities, the last two naming their campaign and member by name and email
-so that dumps compare without ids (``adapters.emulation.dumps.comparable``).
+so that dumps compare without ids (``adapters.emulation.dumps.comparable``), and a membership its
+status by name (a dump's own key: the API serves only the status id).
 """
 
 from __future__ import annotations
@@ -59,11 +60,14 @@ def dump(state: WorkbooksState) -> dict[str, Any]:
             "member": members.get(party),
         }
 
+    def membership(record: Record) -> dict[str, Any]:
+        return linked(record) | {"status": state.status_name(record["campaign_membership_status_id"])}
+
     return {
         "people": _by_email(state, PERSON),
         "leads": _by_email(state, LEAD),
         "campaigns": sorted((_plain(r) for r in state.live("crm/campaigns")), key=lambda r: str(r["name"])),
-        "campaign_memberships": [linked(r) for r in state.live("crm/campaign_membership")],
+        "campaign_memberships": [membership(r) for r in state.live("crm/campaign_membership")],
         "online_activities": [linked(r) for r in state.live("crm/online_activities")],
     }
 

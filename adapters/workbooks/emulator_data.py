@@ -5,7 +5,8 @@ awkward records can grow without touching the record types. The same seed gives 
 Choices where the reference is UNSURE:
 - No public campaign name is known, so the generator adds the custom field
   `cf_marketing_campaign_public_name` (see `PUBLIC_NAME_FIELD`).
-- Every campaign gets the default statuses plus `Unsubscribed` (the status an unsubscribe sets).
+- Every campaign gets the emulator's default member statuses (`emulator_types.DEFAULT_STATUSES`);
+  members hold Potential, Booked or, for `unsubscribed_share` of them, the one named Unsubscribed.
 The record types, field definitions and value formats once defined here are re-exported from
 `emulator_types`, so existing imports keep working.
 """

@@ -139,8 +139,14 @@ class WorkbooksState:
         return [r for r in self.records[controller].values() if not r["is_deleted"]]
 
     def statuses_of(self, campaign_id: int) -> dict[str, int]:
+        """The campaign's live member statuses by name (by `status` for an unnamed one) -> id."""
         rows = self.live("crm/campaign_membership_status")
-        return {r["status"]: r["id"] for r in rows if r["marketing_campaign_id"] == campaign_id}
+        return {r["name"] or r["status"]: r["id"] for r in rows if r["marketing_campaign_id"] == campaign_id}
+
+    def status_name(self, status_id: int | None) -> str:
+        """A member status's name (its `status` when unnamed); empty for an id no live status has."""
+        record = self.records["crm/campaign_membership_status"].get(status_id or 0)
+        return "" if record is None or record["is_deleted"] else str(record["name"] or record["status"])
 
     def insert(
         self, controller: str, values: Record, *, at: datetime | None = None, user: str = "System"
@@ -354,23 +360,19 @@ class WorkbooksState:
             )
             record["person_lead_party[name]"] = " ".join(filter(None, parts))
             record["name"] = record["person_lead_party[name]"] or record["org_lead_party[name]"]
-        elif spec.controller == "crm/campaign_membership_status":
-            record["name"] = record["name"] or record["status"]
         elif spec.controller == "crm/campaign_membership":
             statuses = self.statuses_of(record["marketing_campaign_id"])
             record["campaign_membership_status_id"] = record["campaign_membership_status_id"] or statuses.get(
                 "Potential"
             )
-            names = {v: k for k, v in statuses.items()}
-            record["campaign_membership_status[status]"] = names.get(record["campaign_membership_status_id"])
             table = "crm/people" if record["party_or_lead_type"] != LEAD else "crm/sales_leads"
             record["member_name"] = self.records[table].get(record["party_or_lead_id"], {}).get("name")
 
     def _after_create(self, spec: TypeSpec, record: Record, user: str) -> None:
         if spec.controller == "crm/campaigns":
             status_spec = self.types["crm/campaign_membership_status"]
-            for status in DEFAULT_STATUSES:
-                values = {"marketing_campaign_id": record["id"], "status": status, "name": status}
+            for status, name in DEFAULT_STATUSES:
+                values = {"marketing_campaign_id": record["id"], "status": status, "name": name}
                 row = self._new_record(
                     status_spec, values, user, record["created_through"], record["created_at"]
                 )

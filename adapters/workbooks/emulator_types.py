@@ -9,7 +9,10 @@ Choices where the reference is UNSURE:
 - The campaign class is `Private::Crm::MarketingCampaign`; the membership class is
   `Private::Crm::CampaignMembership`; leads are members with `party_or_lead_type=Private::Crm::SalesLead`.
 - Open or closed is the campaign's `record_state` (`open` / `closed`).
-- Every campaign gets the default statuses plus `Unsubscribed` (the status an unsubscribe sets).
+- Every campaign gets member statuses (`crm/campaign_membership_status`) of its own: the mandatory
+  Potential, Booked and Cancelled, unnamed; Interested (a Potential) and Not Interested (a Cancelled);
+  and a Cancelled named Unsubscribed (the status an unsubscribe sets). A membership holds only the
+  status id: no joined status column is served, as the reference documents none.
 - An online activity links to a campaign by `marketing_campaign_id` and to a person or lead by
   `party_or_lead_id` + `party_or_lead_type`, like a membership.
 - The undeliverable flag is `main_location[email_address_undeliverable]` by default; the name of the
@@ -26,7 +29,15 @@ PERSON = "Private::Crm::Person"
 LEAD = "Private::Crm::SalesLead"
 CAMPAIGN = "Private::Crm::MarketingCampaign"
 PUBLIC_NAME_FIELD = "cf_marketing_campaign_public_name"
-DEFAULT_STATUSES = ("Potential", "Interested", "Not Interested", "Booked", "Cancelled", "Unsubscribed")
+# Every new campaign's member statuses, as (status, name): the mandatory ones are unnamed (None).
+DEFAULT_STATUSES: tuple[tuple[str, str | None], ...] = (
+    ("Potential", None),
+    ("Booked", None),
+    ("Cancelled", None),
+    ("Potential", "Interested"),
+    ("Cancelled", "Not Interested"),
+    ("Cancelled", "Unsubscribed"),
+)
 ACTIVITY_TYPES = ("Download", "Click Through", "Email Open", "Email Bounce", "Unsubscribe", "Form Submission")
 DATATYPES = (
     "string",
@@ -210,7 +221,6 @@ def default_types(undeliverable: str = "email_address_undeliverable") -> dict[st
             _fields(
                 *member_links,
                 FieldSpec("campaign_membership_status_id", "foreign_key"),
-                FieldSpec("campaign_membership_status[status]", createable=False, updateable=False),
                 FieldSpec("member_name", createable=False, updateable=False),
             ),
             [campaign_assoc, party_assoc],

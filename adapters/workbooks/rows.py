@@ -23,7 +23,7 @@ Decisions:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,11 +45,12 @@ LEAD_CLASS = "Private::Crm::SalesLead"
 CAMPAIGN_CLASS = "Private::Crm::MarketingCampaign"
 PUBLIC_NAME = "cf_marketing_campaign_public_name"
 ACTIVITY_KEY = "created_through_reference"
+# A membership names its status by id only; `adapters.workbooks.statuses` says what the id stands for.
 MEMBER_COLUMNS = (
     "marketing_campaign_id",
     "party_or_lead_id",
     "party_or_lead_type",
-    "campaign_membership_status[status]",
+    "campaign_membership_status_id",
 )
 VOLATILE = frozenset({"id", "lock_version", "updated_at", "updated_by", "is_deleted"})
 # Engine-side activity names, and Workbooks' own picklist values, as `online_activity_type`.
@@ -184,11 +185,6 @@ def campaign_of(record: Mapping[str, Any], fields: Sequence[str]) -> Campaign:
     )
 
 
-def membership_status(record: Mapping[str, Any]) -> str:
-    status = record.get("campaign_membership_status[status]")
-    return str(status) if status is not None else ""
-
-
 def party_of(member: Mapping[str, Any]) -> tuple[Kind, int] | None:
     """The record type and id a membership links to, if it is a person or a lead."""
     kind = BY_CLASS.get(str(member.get("party_or_lead_type") or PERSON_CLASS))
@@ -196,14 +192,17 @@ def party_of(member: Mapping[str, Any]) -> tuple[Kind, int] | None:
     return (kind, party) if kind is not None and isinstance(party, int) else None
 
 
-def memberships(members: Iterable[Mapping[str, Any]]) -> dict[tuple[str, int], dict[str, str]]:
-    """(party class, party id) -> {campaign key: status name}, from live memberships."""
+def memberships(
+    members: Iterable[Mapping[str, Any]], status_of: Callable[[Mapping[str, Any]], str]
+) -> dict[tuple[str, int], dict[str, str]]:
+    """(party class, party id) -> {campaign key: status text}, from live memberships; `status_of`
+    names a membership's status (`adapters.workbooks.statuses.Statuses.of`)."""
     found: dict[tuple[str, int], dict[str, str]] = {}
     for member in members:
         party, campaign = party_of(member), member.get("marketing_campaign_id")
         if member.get("is_deleted") or party is None or campaign is None:
             continue
-        found.setdefault((party[0].class_name, party[1]), {})[str(campaign)] = membership_status(member)
+        found.setdefault((party[0].class_name, party[1]), {})[str(campaign)] = status_of(member)
     return found
 
 

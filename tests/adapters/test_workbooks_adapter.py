@@ -93,7 +93,7 @@ def by_email(snapshot: Snapshot) -> dict[str, Row]:
 
 def expected_memberships(state: WorkbooksState, party_type: str, party_id: int) -> dict[str, str]:
     return {
-        str(m["marketing_campaign_id"]): m["campaign_membership_status[status]"]
+        str(m["marketing_campaign_id"]): state.status_name(m["campaign_membership_status_id"])
         for m in state.live("crm/campaign_membership")
         if m["party_or_lead_id"] == party_id and m["party_or_lead_type"] == party_type
     }

@@ -278,7 +278,7 @@ def open_campaign_memberships(crm: dict[str, Any], email: str) -> list[dict[str,
         if str(m.get("member") or "").strip().lower() == email
         and m.get("party_or_lead_type") == "Private::Crm::Person"
         and m.get("campaign") in open_names
-        and m.get("campaign_membership_status[status]") != "Unsubscribed"
+        and m.get("status") != "Unsubscribed"
     ]
 
 

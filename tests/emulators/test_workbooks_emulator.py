@@ -517,6 +517,34 @@ async def test_metadata_types_lists_the_mapped_fields() -> None:
         assert own.json()["data"][0]["class_name"] == LEAD
 
 
+@pytest.mark.asyncio
+async def test_member_statuses_are_records_of_their_own_and_memberships_hold_only_the_id() -> None:
+    state = WorkbooksState(clock=Clock(), seed=1)
+    generate(state, seed=1, people=20, leads=5, campaigns=2)
+    campaign = state.live("crm/campaigns")[0]["id"]
+    async with client(state) as c:
+        read = await c.get(
+            "/crm/campaign_membership_status.api",
+            params=KEY
+            | {"_ff[]": "marketing_campaign_id", "_ft[]": "eq", "_fc[]": str(campaign)}
+            | {"_select_columns[]": ["marketing_campaign_id", "status", "name"]},
+        )
+        statuses = read.json()["data"]
+        assert {(s["status"], s["name"]) for s in statuses} == {
+            ("Potential", None), ("Booked", None), ("Cancelled", None),
+            ("Potential", "Interested"), ("Cancelled", "Not Interested"), ("Cancelled", "Unsubscribed"),
+        }  # fmt: skip
+        assert {s["marketing_campaign_id"] for s in statuses} == {campaign}
+        members = await c.get("/crm/campaign_membership.api", params=KEY | {"_start": "0", "_limit": "5"})
+        assert all(isinstance(m["campaign_membership_status_id"], int) for m in members.json()["data"])
+        assert not any("[" in column for m in members.json()["data"] for column in m)
+        joined = await c.get(
+            "/crm/campaign_membership.api",
+            params=KEY | {"_select_columns[]": "campaign_membership_status[status]"},
+        )
+        assert joined.status_code == 406 and joined.json()["failure_reason"] == "unknown_column"
+
+
 def test_generated_data_is_believable_and_repeatable() -> None:
     def build() -> WorkbooksState:
         state = WorkbooksState(clock=Clock(), seed=1)
@@ -535,7 +563,7 @@ def test_generated_data_is_believable_and_repeatable() -> None:
     assert 100 < opted_out < 200
     assert any(lead["org_lead_party[no_email_soliciting]"] for lead in state.live("crm/sales_leads"))
     members = state.live("crm/campaign_membership")
-    statuses = {m["campaign_membership_status[status]"] for m in members}
+    statuses = {state.status_name(m["campaign_membership_status_id"]) for m in members}
     assert "Unsubscribed" in statuses and "Booked" in statuses
     assert {m["party_or_lead_type"] for m in members} == {PERSON, LEAD}
     assert all(m["member_name"] for m in members)
