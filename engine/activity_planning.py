@@ -8,7 +8,7 @@ cursors table, as JSON under the ESP side's `activity` stream.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
@@ -17,7 +17,7 @@ import msgspec
 from engine.activity_feed import ActivitySource, ActivityState
 from engine.activity_ops import ActivityPlan, activity_ops, settled
 from engine.lists import ListNamer
-from engine.records import Campaign
+from engine.records import Campaign, Record
 from engine.ruleset import duration_seconds
 from engine.session import Sync
 
@@ -25,21 +25,32 @@ ACTIVITY_STREAM = "activity"
 
 
 async def plan_activity(
-    sync: Sync, campaigns: Sequence[Campaign], marked: Collection[str] = ()
+    sync: Sync,
+    campaigns: Sequence[Campaign],
+    marked: Collection[str] = (),
+    settling: Mapping[str, Record | None] | None = None,
 ) -> ActivityPlan | None:
     """The activity ops since the stored cursor; None when the ESP adapter reports no activity.
-    `marked`: contacts the rest of the plan already marks undeliverable in the CRM."""
+    `marked`: contacts the rest of the plan already marks undeliverable in the CRM. `settling`: the
+    records the rest of the plan brings contacts to (its targets). A contact listsync syncs is one
+    with a base or one of those: on a first sync none has a base yet, and the cursor moves past
+    every event read, so events of the contacts it is syncing must not wait for their base."""
     if not sync.esp_capabilities.activity:
         return None
     rules = sync.rules
     stored = await load_activity_state(sync)
     since = datetime.now(UTC) - timedelta(seconds=duration_seconds(rules.activity.backfill))
     feed = await cast(ActivitySource, sync.esp).activity(stored.cursor, since)
-    base = await sync.store.load_base_rows(sync.name, {event.email for event in feed.events})
-    member_lists = {email: record.lists for email, (record, _, _) in base.items()}
+    emails = {event.email for event in feed.events}
+    synced = {
+        email: record
+        for email, (record, _, _) in (await sync.store.load_base_rows(sync.name, emails)).items()
+    }
+    synced.update((email, record) for email, record in (settling or {}).items() if email in emails and record)
+    member_lists = {email: record.lists for email, record in synced.items()}
     undeliverable = None
     if rules.consent.undeliverable_to_crm:
-        undeliverable = {*marked, *(email for email, (record, _, _) in base.items() if record.undeliverable)}
+        undeliverable = {*marked, *(email for email, record in synced.items() if record.undeliverable)}
     campaign_of_list = ListNamer(rules, campaigns).campaign_of_list
     return activity_ops(
         feed, rules.activity, campaign_of_list, member_lists, stored, undeliverable=undeliverable

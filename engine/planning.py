@@ -83,7 +83,9 @@ async def make_plan(sync: Sync, *, incremental: bool = False, process: ProcessNa
     stops = await _safety(sync, result.ops, base, index.records)
     ops = list(result.ops)
     marked = {str(op.email) for op in ops if op.kind == "mark_undeliverable_crm"}
-    activity = await plan_activity(sync, campaigns, marked) if process in (None, "activity") else None
+    activity = None
+    if process in (None, "activity"):
+        activity = await plan_activity(sync, campaigns, marked, result.targets)
     if activity is not None:
         ops += activity.ops
     whole = Plan(
