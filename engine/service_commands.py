@@ -27,6 +27,8 @@ from engine.rules_loading import LoadedRules, load_rules
 from engine.session import SIDES, budget_for
 from engine.store import HeldState, StateStore
 
+ENDED_JOBS_SHOWN = 5  # `status`: the last jobs that ended, with what the vendor said of them
+
 
 async def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     from engine.observing import serve_observability
@@ -74,6 +76,9 @@ async def status(args: argparse.Namespace, out: Console, err: Console) -> int:
             f"  open import jobs: {len(jobs)}"
             + "".join(f"\n    {j['vendor_job_id']}: {j['state']}" for j in jobs[:10])
         )
+        for job in entry["ended_jobs"]:
+            detail = f": {job['detail']}" if job["detail"] else ""
+            out.print(f"  ended {job['kind']} job {job['vendor_job_id']} {job['state']}{detail}")
         for held in entry["held_plans"]:
             out.print(
                 f"  [yellow]held plan {held['id']}[/] ({held['process']}, {held['state']}, "
@@ -94,6 +99,7 @@ async def _status_of(loaded: LoadedRules) -> dict[str, Any]:
     async with await StateStore.open(loaded.state_path) as store:
         runs = await store.runs(name, limit=500)
         jobs = await store.open_jobs(name)
+        ended = [job for job in await store.jobs(name, limit=ENDED_JOBS_SHOWN * 4) if job.terminal]
         held = await store.held_plans(name)
         levels = await store.budget_levels()
     last = {process: next((r for r in runs if r.process == process), None) for process in PROCESSES}
@@ -104,6 +110,17 @@ async def _status_of(loaded: LoadedRules) -> dict[str, Any]:
         "open_jobs": [
             {"id": j.id, "vendor_job_id": j.vendor_job_id, "kind": j.kind, "state": j.state, "polls": j.polls}
             for j in jobs
+        ],
+        # What the vendor said of the last jobs that ended (an import's counts, a failure's reason).
+        "ended_jobs": [
+            {
+                "vendor_job_id": j.vendor_job_id,
+                "kind": j.kind,
+                "state": j.state,
+                "ended_at": _when(j.updated_at),
+                "detail": j.detail,
+            }
+            for j in ended[:ENDED_JOBS_SHOWN]
         ],
         "held_plans": [
             {

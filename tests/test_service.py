@@ -175,6 +175,10 @@ async def test_a_held_plan_waits_for_approval_then_the_next_run_applies_it(
     assert await cli("status", str(path), "--json") == 0
     status = json.loads(capsys.readouterr().out)
     [plan] = [h for h in status[0]["held_plans"] if h["process"] == "contacts"]
+    # The first sync's imports ended; status shows what Dotdigital's reports said of them.
+    ended = status[0]["ended_jobs"]
+    assert ended and {job["state"] for job in ended} <= {"Finished", "Completed"}
+    assert any("newContacts" in (job["detail"] or "") for job in ended)
     assert plan["state"] == "held" and "max_opt_out_share" in plan["stops"][0]
     assert not crm_opted_out(world, opted_out[0])  # nothing was written
 
