@@ -1,5 +1,6 @@
 """The Dotdigital adapter reads a contact who unsubscribed from one address book as opted out, the
-reason naming the book, on full and incremental reads alike, at one paged read per book."""
+reason naming the book, on full and incremental reads alike, at one paged read per book; a read of a
+book's unsubscribes that changes as it is paged misses none."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ import msgspec
 import pytest
 
 from adapters.dotdigital import rows, wire
-from adapters.dotdigital.emulator_state import DotdigitalState
+from adapters.dotdigital.client import BEGINNING
+from adapters.dotdigital.emulator_book_unsubscribes import resubscribe_to_book
+from adapters.dotdigital.emulator_state import DotdigitalState, Knobs
 from engine.contract import Snapshot
 from engine.records import Row
+from tests.adapters.meddling import once
+from tests.adapters.test_dotdigital_client import dotdigital
 from tests.adapters.test_dotdigital_contract import account, opened
+from tests.adapters.test_dotdigital_paging import second_page
 
 SINCE = "/contacts/unsubscribed-since/"
 
@@ -98,3 +104,27 @@ async def test_an_incremental_read_keeps_an_old_book_unsubscribe_in_the_full_rea
     assert row.values["FIRSTNAME"] == "Annie"
     assert (row.opted_out, row.opt_out_reason) == (True, "unsubscribed from address book 'A'")
     assert set(delta.payloads) <= set(again.payloads)
+
+
+@pytest.mark.asyncio
+async def test_a_resubscribe_to_the_book_during_the_read_hides_no_other_unsubscribe() -> None:
+    # A book's unsubscribes are listed by date: one lifted between two pages moves the rest up.
+    state = DotdigitalState(Knobs(rate_scheme="none"))
+    book = state.create_address_book("Big")
+    emails = [f"p{n}@example.com" for n in range(2300)]
+    for email in emails:
+        state.add_contact(email)
+        state.unsubscribe_from_book(book.id, email)
+    lifted = emails[:3]
+
+    def resubscribe() -> None:
+        for email in lifted:
+            resubscribe_to_book(state, book.id, email, {})
+
+    meddle = once(second_page(f"/v2/address-books/{book.id}{SINCE}"), resubscribe)
+    async with dotdigital(state, meddle=meddle) as (client, _, _sent):
+        read = {
+            entry.suppressed_contact.email
+            async for entry in client.address_book_unsubscribed_since(book.id, BEGINNING)
+        }
+    assert read >= set(emails) - set(lifted)
