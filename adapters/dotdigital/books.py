@@ -26,7 +26,11 @@ its data fields. The reason is none of ``resubscribe_reasons``' words, so a CRM 
 it. Limits: a book unsubscribe whose contact an incremental read does not bring (if Dotdigital did not
 mark it modified) is seen at the next full read, as a suppression is; and one from a book deleted
 since is forgotten with the book, so the CRM's opt-out then goes to Dotdigital as an account-wide one
-(shown in the plan as a ``blocked_resubscribe``).
+(shown in the plan as a ``blocked_resubscribe``). The version token (``DotdigitalAdapter.version``)
+does not read them, to save a call per book: an unsubscribe from a book changes its member count,
+which the token holds, unless the contact was not in the book; a plan saved before such a one may
+still carry an ``add_member`` into that book, which the import then refuses (in the emulator, a
+fault ``Unsubscribed``: the op is rejected, not done).
 """
 
 from __future__ import annotations
