@@ -1,6 +1,7 @@
 """Workbooks to Dotdigital over both emulators, with the shipped rules: what the account holds after a
-sync, record by record, worked out from the CRM's records on their own; and the account's limits
-and list names checked in the plan, before anything is written."""
+sync, record by record, worked out from the CRM's records on their own; the account's limits and
+list names checked in the plan, before anything is written; and a contact unsubscribed from one
+address book kept out of it, its opt-out on both sides."""
 
 from __future__ import annotations
 
@@ -189,4 +190,36 @@ async def test_an_import_open_past_the_job_timeout_is_given_up_and_its_rows_plan
     again = await world.plan_and_apply()
     # The members the stuck imports carried are planned again, and this time they land.
     assert sum(op.kind == "add_member" for op in again.ops) == report.pending["add_member"]
+    assert (await world.plan()).ops == ()
+
+
+async def test_a_member_unsubscribed_from_one_address_book_is_opted_out_in_the_crm_and_not_put_back(
+    world: World,
+) -> None:
+    """An unsubscribe from one address book (a list's own link) reaches the CRM's opt-out flag, as an
+    account-wide one does; the contact is not put back in that book, and stays in its others."""
+    await world.plan_and_apply()
+    email = next(email for email in world.crm.subscribed() if len(world.books_of(email)) >= 2)
+    books = world.books_of(email)
+    left = min(books)
+    world.esp.unsubscribe_from_book(
+        next(b.id for b in world.esp.address_books.values() if b.name == left), email
+    )
+    plan = await world.plan_and_apply()
+    reason = f"opted out in the ESP (unsubscribed from address book {left!r})"
+    assert [(op.kind, op.email, op.reason) for op in plan.ops] == [("opt_out_crm", email, reason)]
+    assert world.crm.opted_out(email)
+    assert world.books_of(email) == books - {left}
+    contact = world.esp.contact_by_email(email)
+    assert contact is not None and contact.status == "Subscribed" and contact.id not in world.esp.suppressions
+    assert (await world.plan()).ops == ()
+
+    # The person's opt-out cleared by hand in the CRM does not put them back: it is restored instead.
+    world.crm.opt_out(email, False)
+    again = await world.plan_and_apply()
+    assert {(op.kind, op.email) for op in again.ops} == {
+        ("opt_out_crm", email),
+        ("blocked_resubscribe", email),
+    }
+    assert world.crm.opted_out(email) and world.books_of(email) == books - {left}
     assert (await world.plan()).ops == ()

@@ -2,8 +2,9 @@
 over the Workbooks and Dotdigital emulators, telling the story of `workbooks_kit`.
 
 Dotdigital's part: 25 people unsubscribed there before the first sync; between syncs 4 contacts
-unsubscribe from an email, one hard-bounces (suppressed as HardBounced), and a campaign goes to the
-largest address book with opens, clicks, bounces and unsubscribes. The end-to-end tests
+unsubscribe from an email, one hard-bounces (suppressed as HardBounced), one unsubscribes from one
+address book alone, and a campaign goes to the largest address book with opens, clicks, bounces and
+unsubscribes. The end-to-end tests
 (`tests/test_workbooks_dotdigital_sync.py`) use the same rules and transports.
 """
 
@@ -74,6 +75,7 @@ class WorkbooksDotdigitalDemo(WorkbooksDemo):
         contact = self.esp.contact_by_email(bounced)
         assert contact is not None
         self.esp.suppress(contact, "HardBounced")
+        leaver, left = self._leave_a_book(subscribed[5:])
         book = max(self.esp.address_books.values(), key=lambda b: len(self.esp.members(b.id)))
         sent = self.esp.add_campaign("November news", book_ids=[book.id])
         # Gentler than the generator's default, which opts out more than the 5% safety share of a list.
@@ -82,9 +84,21 @@ class WorkbooksDotdigitalDemo(WorkbooksDemo):
         return [
             f"{len(unsubscribed)} contacts unsubscribed from a Dotdigital email",
             f"{bounced}: an email hard-bounced in Dotdigital",
+            f"{leaver} unsubscribed from the address book {left!r} alone (a list's own link): listsync "
+            "takes it as an opt-out, and never puts them back in that book",
             f"Dotdigital sent {sent.name!r} to {len(sent.activity)} members of {book.name!r}: "
             f"{opens} opens, some clicks, bounces and unsubscribes",
         ]
+
+    def _leave_a_book(self, subscribed: list[str]) -> tuple[str, str]:
+        """The first of `subscribed` in an address book unsubscribes from one of its books alone."""
+        for email in subscribed:
+            contact = self.esp.contact_by_email(email)
+            books = self.esp.books_of(contact.id) if contact is not None else []
+            if books:
+                self.esp.unsubscribe_from_book(books[0].id, email)
+                return email, books[0].name
+        raise LookupError("no subscribed contact is in an address book")
 
 
 KIT = WorkbooksDotdigitalDemo()

@@ -5,6 +5,12 @@ Why it looks the way it does:
 - Reads are whole-account or "modified since": v2 has no cheap way to read one contact's books, so every
   snapshot reads all address books' members (ids only, 1,000 a call) to put each contact's lists in its
   row, and a row's bytes are the same whether a full or an incremental read produced it (``rows.py``).
+- A contact unsubscribed from one address book alone (a list's own unsubscribe link; it stays
+  subscribed account-wide) is opted out in its row, the reason naming the book, exactly as an
+  account-wide unsubscribe is: listsync's model has one opt-out per contact, and this is the
+  conservative reading for consent. It reaches the CRM's opt-out flag and stops any ``add_member``
+  putting them back; in Dotdigital they stay in their other books. ``books.py`` has the why, the cost
+  (one paged read per book per snapshot) and the limits.
 - Contact writes are bulk CSV imports, which Dotdigital finishes later: ``upsert_contact`` and
   ``add_member`` answer ``Outcome(job=<import id>)`` and ``poll`` reads the import's report, and its fault
   report when the counts show rows with a problem, into one outcome per op (``jobs.py``). Removals are
@@ -60,6 +66,7 @@ import xxhash
 from adapters.common import import_text, parse_cursor, settings_of
 from adapters.dotdigital import rows, wire
 from adapters.dotdigital.activity import read_activity
+from adapters.dotdigital.books import read_books
 from adapters.dotdigital.client import BEGINNING, DotdigitalClient, DotdigitalError
 from adapters.dotdigital.jobs import (
     DELETION,
@@ -165,10 +172,7 @@ class DotdigitalAdapter:
         version = await self.version()
         books = [book async for book in api.address_books()]
         self._books = {book.name: book.id for book in books}
-        lists_of: dict[int, set[str]] = {}
-        for book in books:
-            async for member in api.address_book_members(book.id, with_full_data=False):
-                lists_of.setdefault(member.id, set()).add(book.name)
+        in_books = await read_books(api, books)
         fields: dict[str, FieldType] = {
             f.name: rows.FIELD_TYPES.get(f.type, "text") for f in await api.data_fields()
         }
@@ -182,14 +186,16 @@ class DotdigitalAdapter:
             self._ids[contact.email.lower()] = contact.id
             entry = suppressions.get(contact.id)
             reason = None if entry is None else entry.reason
-            read[contact.id] = rows.encode_contact(contact, reason, lists_of.get(contact.id, set()))
+            lists, left = in_books.lists(contact.id), in_books.left.get(contact.id)
+            read[contact.id] = rows.encode_contact(contact, reason, lists, left)
         if since is None:
             # A suppressed contact the contact list left out still must not lose its opt-out. (In an
             # incremental read it is left to the next full one: its data fields cannot be read alone.)
             for entry in suppressions.values():
                 gone = entry.suppressed_contact
                 if gone.id not in read:
-                    read[gone.id] = rows.encode_contact(gone, entry.reason, lists_of.get(gone.id, set()))
+                    lists, left = in_books.lists(gone.id), in_books.left.get(gone.id)
+                    read[gone.id] = rows.encode_contact(gone, entry.reason, lists, left)
         return Snapshot(
             complete=since is None,
             version=version,

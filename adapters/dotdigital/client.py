@@ -158,6 +158,14 @@ class DotdigitalClient:
         path = f"/v2/address-books/{book_id}/contacts"
         return self._paged(path, list[wire.ApiContact], _id, withFullData=with_full_data)
 
+    def address_book_unsubscribed_since(
+        self, book_id: int, when: datetime
+    ) -> AsyncIterator[wire.ApiContactSuppression]:
+        """Contacts who unsubscribed from this book alone (a list's own unsubscribe link) since ``when``;
+        they may still be subscribed account-wide."""
+        path = f"/v2/address-books/{book_id}/contacts/unsubscribed-since/{_since(when)}"
+        return self._paged(path, list[wire.ApiContactSuppression], _suppressed_id)
+
     async def remove_from_address_book(self, book_id: int, contact_ids: Sequence[int]) -> str:
         """Start a bulk removal of contacts from a book (they stay in the account); returns its job id."""
         path = f"/v2/address-books/{book_id}/contacts/delete"
@@ -186,7 +194,7 @@ class DotdigitalClient:
     def suppressed_since(self, when: datetime) -> AsyncIterator[wire.ApiContactSuppression]:
         """Account-wide suppressions (unsubscribes, bounces, complaints...) since ``when``."""
         path = f"/v2/contacts/suppressed-since/{_since(when)}"
-        return self._paged(path, list[wire.ApiContactSuppression], lambda s: s.suppressed_contact.id)
+        return self._paged(path, list[wire.ApiContactSuppression], _suppressed_id)
 
     async def suppress(self, emails: Sequence[str]) -> tuple[list[str], list[str]]:
         """Suppress contacts account-wide; returns (suppressed emails, emails not found)."""
@@ -340,6 +348,10 @@ class DotdigitalClient:
 
 def _id(item: wire.ApiAddressBook | wire.ApiContact | wire.ApiCampaign) -> int:
     return item.id
+
+
+def _suppressed_id(entry: wire.ApiContactSuppression) -> int:
+    return entry.suppressed_contact.id
 
 
 def _campaign_path(campaign_id: int, feed: str, since: datetime | None) -> str:

@@ -11,6 +11,13 @@ shared fault layer (``adapters.emulation``: latency, 500/503/429, timeouts, drop
 The route table and handlers live in ``emulator_routes.py`` (which also documents the campaign-activity
 endpoints); request parsing and JSON rendering in ``emulator_wire.py``.
 
+Unsubscribes from one address book (``POST /v2/address-books/{id}/contacts/unsubscribe``, ``GET
+.../unsubscribed-since/{date}``, ``POST .../resubscribe[-with-no-challenge]``) follow the lists document's
+shapes; what they do beyond that is a choice, written down in ``emulator_book_unsubscribes.py`` (the
+real behaviour is UNSURE). The one that matters most: an import into a book of a contact unsubscribed
+from it does not put the contact back; its row is a fault ``Unsubscribed`` in the fault report, counted
+as ``unsubscribed`` in the import report. ``DotdigitalState.unsubscribe_from_book`` makes one happen.
+
 ``GET /v2/contacts/import/{id}/report-faults``: the v2 OpenAPI document declares its answer
 ``application/octet-stream`` (a binary string), while ``shared/reference/esp-apis.md`` and the vendor's
 ReadMe describe UTF-8 CSV (``Reason,email,<data fields>``). The two agree once the CSV is the bytes of

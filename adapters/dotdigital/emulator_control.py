@@ -3,10 +3,10 @@ data, and its own faults (imports that fail or stall), reachable by the spec nam
 ``job_stall``.
 
 The dump is what ``GET /_emulator/state`` answers and what a test compares after a sync: contacts with
-their status and data fields, address books with their members' emails, suppressions with their
-reasons, and every import with its status. Contacts are named by email, not id, so two accounts that
-reached the same state by different paths dump alike once ids and dates are left out
-(``adapters.emulation.dumps.comparable``).
+their status and data fields, address books with their members' emails and those unsubscribed from
+the book alone, suppressions with their reasons, and every import with its status. Contacts are
+named by email, not id, so two accounts that reached the same state by different paths dump alike
+once ids and dates are left out (``adapters.emulation.dumps.comparable``).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def dump(state: DotdigitalState) -> dict[str, Any]:
             "name": b.name,
             "visibility": b.visibility,
             "members": sorted(emails[i] for i in b.members),
+            "unsubscribed": sorted(emails[i] for i in b.unsubscribed),
         }
         for b in state.address_books.values()
     ]

@@ -136,6 +136,8 @@ class AddressBook:
     name: str
     visibility: str = "Private"
     members: dict[int, None] = field(default_factory=dict)  # ordered set of contact ids
+    # Contacts unsubscribed from this book alone, with when (``emulator_book_unsubscribes.py``).
+    unsubscribed: dict[int, datetime] = field(default_factory=dict)
 
     def wire(self) -> dict[str, Any]:
         return {

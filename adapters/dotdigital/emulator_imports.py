@@ -13,6 +13,10 @@ The report and the faults agree: each fault row is counted once among ``invalidE
 imported (new or updated) and, for its ``UnknownDataField`` fault row, an invalid entry. So a report
 whose counts are all new or updated rows has an empty fault report.
 
+One fault is counted otherwise: a row for an address book its contact unsubscribed from alone
+(``emulator_book_unsubscribes.py``) is a fault ``Unsubscribed`` counted as ``unsubscribed`` only, since
+the contact is not suppressed account-wide; nothing of that row is applied.
+
 ``ExceedsAllowedContactLimit``: the import would take the account past ``Knobs.contact_limit`` with the
 valid addresses it does not hold yet; nothing of it is applied.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from adapters.dotdigital.emulator_book_unsubscribes import unsubscribed_from
 from adapters.dotdigital.emulator_data import (
     REPORT_KEY_BY_REASON,
     REPORT_KEYS,
@@ -83,6 +88,9 @@ def _import_row(
         report["globallySuppressed"] += 1
         report[REPORT_KEY_BY_REASON.get(existing.status, "blocked")] += 1
         return existing.status
+    if unsubscribed_from(state, job.book_id, existing):  # the book's own unsubscribe: kept out of it
+        report["unsubscribed"] += 1
+        return "Unsubscribed"
     if state.rng.random() < state.knobs.row_fault_share:
         report["failures"] += 1
         return "Failed"

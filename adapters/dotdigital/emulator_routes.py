@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
+from adapters.dotdigital import emulator_book_unsubscribes as book_unsubscribes
 from adapters.dotdigital.emulator_data import SUPPRESSED, Campaign, iso
 from adapters.dotdigital.emulator_state import ApiError, DotdigitalState
 from adapters.dotdigital.emulator_wire import (
@@ -110,6 +111,23 @@ async def delete_book_members(state: DotdigitalState, request: Request) -> Respo
         raise ApiError(400, "The body must be an array of contact ids. ERROR_INVALID_REQUEST")
     job = state.start_deletion(path_int(request, "id"), ids)
     return ok({"id": job.id, "status": job.status}, 202)
+
+
+async def unsubscribe_from_book(state: DotdigitalState, request: Request) -> Response:
+    email = str(body_key(await read_json(request), "email") or "")
+    return ok(render_suppression(state, state.unsubscribe_from_book(path_int(request, "id"), email)))
+
+
+async def book_unsubscribed_since(state: DotdigitalState, request: Request) -> Response:
+    found = book_unsubscribes.unsubscribed_since(state, path_int(request, "id"), date_param(request))
+    return ok([render_suppression(state, entry) for entry in page(request, found)])
+
+
+async def resubscribe_to_book(state: DotdigitalState, request: Request) -> Response:
+    wanted = body_key(await read_json(request), "unsubscribedContact")
+    email, data = str(body_key(wanted, "email") or ""), data_pairs(wanted)
+    status, contact = book_unsubscribes.resubscribe_to_book(state, path_int(request, "id"), email, data)
+    return ok({"contact": None if contact is None else render_contact(state, contact), "status": status})
 
 
 async def deletion_status(state: DotdigitalState, request: Request) -> Response:
@@ -313,6 +331,10 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/v2/address-books/{id}/contacts", add_book_member),
     ("POST", "/v2/address-books/{id}/contacts/delete", delete_book_members),
     ("POST", "/v2/address-books/{id}/contacts/import", submit_import),
+    ("POST", "/v2/address-books/{id}/contacts/unsubscribe", unsubscribe_from_book),
+    ("GET", "/v2/address-books/{id}/contacts/unsubscribed-since/{date}", book_unsubscribed_since),
+    ("POST", "/v2/address-books/{id}/contacts/resubscribe", resubscribe_to_book),
+    ("POST", "/v2/address-books/{id}/contacts/resubscribe-with-no-challenge", resubscribe_to_book),
     ("DELETE", "/v2/address-books/{id}/contacts/{contact_id}", remove_book_member),
     ("GET", "/v2/contacts/deletion/{id}", deletion_status),
     ("POST", "/v2/contacts", upsert_contact),

@@ -3,11 +3,12 @@
 The emulator's HTTP layer (``emulator.py``, ``emulator_routes.py``, ``emulator_wire.py``) only parses
 requests, renders JSON and maps errors; everything the account *does* lives here, in one
 ``DotdigitalState`` that tests can inspect and steer: contacts (keyed by case-insensitive email), address
-books and their members, data fields with the per-type limits, account-wide suppressions with their
-reasons, bulk imports that finish after some polls and apply their rows only then (applying them is
-``emulator_imports.py``'s job), bulk deletions, sent campaigns with per-contact activity, and the call
-budget of the two rate-limit schemes. Time comes only from the injected monotonic ``clock``; wall-clock
-dates are derived from it. Randomness comes only from ``state.rng``.
+books with their members and the contacts unsubscribed from each alone (``emulator_book_unsubscribes.py``),
+data fields with the per-type limits, account-wide suppressions with their reasons, bulk imports that
+finish after some polls and apply their rows only then (applying them is ``emulator_imports.py``'s job),
+bulk deletions, sent campaigns with per-contact activity, and the call budget of the two rate-limit
+schemes. Time comes only from the injected monotonic ``clock``; wall-clock dates are derived from it.
+Randomness comes only from ``state.rng``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from adapters.dotdigital import emulator_book_unsubscribes as book_unsubscribes
 from adapters.dotdigital.emulator_data import (
     DATA_FIELD_TYPES,
     NEVER_RESUBSCRIBED,
@@ -173,6 +175,7 @@ class DotdigitalState(EmulatedAccount[Knobs]):
         self.suppressions.pop(contact_id, None)
         for book in self.address_books.values():
             book.members.pop(contact_id, None)
+            book.unsubscribed.pop(contact_id, None)
 
     def modified_since(self, since: datetime) -> list[Contact]:
         return sorted((c for c in self.contacts.values() if c.modified >= since), key=lambda c: c.modified)
@@ -284,6 +287,14 @@ class DotdigitalState(EmulatedAccount[Knobs]):
             raise ApiError(400, f"Email is not valid: {email}. ERROR_CONTACT_INVALID")
         contact = self.contact_by_email(email) or self.add_contact(email)
         return self.suppress(contact, "Unsubscribed")
+
+    def unsubscribe_from_book(self, book_id: int, email: str) -> Suppression:
+        """``POST /v2/address-books/{id}/contacts/unsubscribe``: the contact leaves that book alone and
+        stays out of it (``emulator_book_unsubscribes.py``); an address the account lacks is refused."""
+        contact = self.contact_by_email(email)
+        if contact is None:
+            raise ApiError(404, "Error: ERROR_CONTACT_NOT_FOUND")
+        return book_unsubscribes.unsubscribe(self, self.book(book_id), contact)
 
     def suppressed_since(self, since: datetime, reasons: frozenset[str] = SUPPRESSED) -> list[Suppression]:
         hits = [s for s in self.suppressions.values() if s.date_removed >= since and s.reason in reasons]

@@ -11,6 +11,12 @@ skip unchanged rows. Opt-out reasons are normalised here, in one table, from v2'
     Suppressed, MailBlocked, SharedSuppression,
     DomainSuppression, Deleted, others ....... "admin"
 
+A contact unsubscribed from one address book alone (a list's own unsubscribe link) stays subscribed
+account-wide, its status ``Subscribed``; its row is opted out all the same, with the reason
+"unsubscribed from address book '<name>'" (the earliest such book: ``adapter.py`` says why and how it
+is read). An account-wide status comes first: it is the stronger opt-out, and it alone says a hard
+bounce.
+
 A suppression listsync made itself (``opt_out_esp``) reads back as "admin" (bulk suppress gives
 ``Suppressed``) or "unsubscribed" (an address Dotdigital did not know is unsubscribed instead): the
 adapter keeps no state across runs, so it cannot tell its own suppressions from an administrator's.
@@ -82,16 +88,26 @@ def opt_out_status(contact: wire.ApiContact, suppression: str | None) -> str | N
     return suppression
 
 
+def book_reason(book: str) -> str:
+    """The opt-out reason of a contact unsubscribed from the address book ``book`` alone."""
+    return f"unsubscribed from address book {book!r}"
+
+
 def encode_contact(
-    contact: wire.ApiContact, suppression: str | None, lists: set[str] | frozenset[str]
+    contact: wire.ApiContact,
+    suppression: str | None,
+    lists: set[str] | frozenset[str],
+    left_book: str | None = None,
 ) -> bytes:
-    """The canonical payload of one contact, its suppression reason (if any) and its book names."""
+    """The canonical payload of one contact, its suppression reason (if any), its book names and the
+    address book it unsubscribed from alone (if any)."""
     status = opt_out_status(contact, suppression)
+    reason = normalise_reason(status) if status is not None else None
     payload = ContactPayload(
         email=contact.email,
         status=contact.status,
-        opted_out=status is not None,
-        opt_out_reason=None if status is None else normalise_reason(status),
+        opted_out=status is not None or left_book is not None,
+        opt_out_reason=reason if reason or left_book is None else book_reason(left_book),
         undeliverable=status in UNDELIVERABLE,
         data_fields=contact.fields(),
         lists=sorted(lists),
