@@ -106,9 +106,10 @@ async def run_demo(kit: DemoKit, out: Console, err: Console, directory: Path | N
             out.print(f"  - {edit}")
         out.print()
         for number, process in enumerate(PROCESSES):
-            step = f"3{'abcd'[number]}. {process}"
-            title = f"3{'abcd'[number]}. The {process} process: {DESCRIPTIONS[process]}"
-            summary.steps.append((step, await _round(loaded, setup, title, out, err, process=process)))
+            label = f"3{'abcd'[number]}."
+            title = f"{label} The {process} process: {DESCRIPTIONS[process]}"
+            report = await _round(loaded, setup, title, out, err, process=process)
+            summary.steps.append((f"{label} {process}", report))
         settled = await kit.settle_conflicts(setup.rules.parent)
         out.print(
             Rule(

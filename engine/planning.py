@@ -28,6 +28,7 @@ from engine.session import SIDES, Sync
 from engine.values import normalise_email
 
 RECORDS_STREAM = "records"
+OPT_OUTS = frozenset({"opt_out_esp", "opt_out_crm"})
 
 
 def records_stream(process: ProcessName | None) -> str:
@@ -44,9 +45,6 @@ def cursor_streams(process: ProcessName | None) -> tuple[str, ...]:
     if process is not None:
         return (records_stream(process),)
     return (RECORDS_STREAM, *(records_stream(p) for p in PROCESSES if PROCESS_OPS[p]))
-
-
-OPT_OUTS = frozenset({"opt_out_esp", "opt_out_crm"})
 
 
 async def make_plan(sync: Sync, *, incremental: bool = False, process: ProcessName | None = None) -> Plan:
