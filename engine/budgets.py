@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -92,6 +93,8 @@ class Budget:
     _busy: bool = False
     _queue: list[tuple[int, int, anyio.Event]] = field(default_factory=list)
     _tickets: Iterator[int] = field(default_factory=itertools.count)
+    # `AdapterContext.account_state`: kept with the budget, as it is shared by the account's runs.
+    adapter_state: dict[str, Any] = field(default_factory=dict)
 
     async def acquire(self, amount: float = 1) -> None:
         if self.daily is not None:

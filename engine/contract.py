@@ -168,6 +168,9 @@ class AdapterContext:
     extras: dict[str, Any] = field(default_factory=dict)
     http: Callable[[str], httpx.AsyncClient] | None = None
     tokens: TokenStore | None = None
+    # What the adapters of one vendor account keep between runs in this process, for as long as the
+    # account's call budget lives (the service's lifetime): Dotdigital's imports in flight, say.
+    account_state: dict[str, Any] = field(default_factory=dict)
 
 
 class Adapter(Protocol):

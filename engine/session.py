@@ -98,6 +98,7 @@ async def open_sync(
                 extras=dict(extras or {}),
                 http=partial(budgeted_client, budget=budget, transport=transport),
                 tokens=SideTokens(store, rules.name, side, side_rules.adapter),
+                account_state=budget.adapter_state,
             )
             adapter = adapter_factory(side_rules.adapter)(settings, context)
             stack.push_async_callback(adapter.aclose)

@@ -16,11 +16,12 @@ Why it looks the way it does:
   report when the counts show rows with a problem, into one outcome per op (``jobs.py``). Removals are
   bulk deletion jobs (``deletion:<id>``). Lists, fields, resubscribes and opt-outs of known contacts (one
   bulk suppress per 1,000) are direct calls that answer at once.
-- At most ``max_active_imports`` (25, Dotdigital's limit) of the adapter's own imports are in flight:
-  before another is submitted, the oldest is polled until one ends (``jobs.ImportsInFlight``). Other
-  processes' imports still meet the vendor's refusal, a transient error; a write cut short by it (or by
-  anything transient) after some imports were submitted answers those (``interrupted``), so a retry
-  submits only the rest.
+- At most ``max_active_imports`` (25, Dotdigital's limit) of the account's imports are in flight, counted
+  across every run of the account in this process (the service's processes run at once): before another
+  is submitted, the oldest is polled until one ends (``jobs.ImportsInFlight``, kept in the context's
+  ``account_state``). Imports of other programs, or left running by a process before a restart, still
+  meet the vendor's refusal, a transient error; a write cut short by it (or by anything transient)
+  after some imports were submitted answers those (``interrupted``), so a retry submits only the rest.
 - A CRM opt-out of an address Dotdigital has never seen is still pushed, so that a later import from
   anywhere else (a form, a manual upload) cannot mail that person. v2 can only create an unsubscribed
   contact one call at a time, which made the first sync of a CRM with many opt-outs cost hours of the
@@ -57,6 +58,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated, Any, ClassVar
 
 import httpx
@@ -64,7 +66,7 @@ import msgspec
 import xxhash
 
 from adapters.common import import_text, parse_cursor, settings_of
-from adapters.dotdigital import rows, wire
+from adapters.dotdigital import jobs, rows, wire
 from adapters.dotdigital.activity import read_activity
 from adapters.dotdigital.books import read_books
 from adapters.dotdigital.client import BEGINNING, DotdigitalClient, DotdigitalError
@@ -72,7 +74,6 @@ from adapters.dotdigital.jobs import (
     DELETION,
     MAX_ACTIVE_IMPORTS,
     UNSUBSCRIBE_IMPORT,
-    ImportsInFlight,
     poll_job,
 )
 from engine.activity_feed import ActivityFeed
@@ -120,7 +121,7 @@ class DotdigitalAdapter:
         self._opening = asyncio.Lock()
         self._books: dict[str, int] = {}  # address book name -> id
         self._ids: dict[str, int] = {}  # lower-cased email -> contact id
-        self._in_flight = ImportsInFlight(self._settings.max_active_imports)
+        self._in_flight = jobs.shared(context.account_state, self._settings.max_active_imports)
 
     @classmethod
     def capabilities(cls, settings: Any, side: Side) -> Capabilities:
@@ -286,12 +287,15 @@ class DotdigitalAdapter:
         taken: list[Outcome | None] = [None if i in to_import else o for i, o in enumerate(outcomes)]
         for start in range(0, len(unknown), UNSUBSCRIBE_IMPORT_CHUNK):
             chunk = unknown[start : start + UNSUBSCRIBE_IMPORT_CHUNK]
+            emails = [str(ops[i].email) for i in chunk]
+
+            async def submission(emails: list[str] = emails) -> str:
+                return UNSUBSCRIBE_IMPORT + await api.import_unsubscribed(emails)
+
             try:
-                await self._in_flight.make_room(api)
-                job = UNSUBSCRIBE_IMPORT + await api.import_unsubscribed([str(ops[i].email) for i in chunk])
+                job = await self._in_flight.submit(api, submission)
             except TransientError as lost:
                 raise interrupted(lost, taken) from None
-            self._in_flight.started(job)
             for index in chunk:
                 outcomes[index] = taken[index] = Outcome(True, job=job)
         return outcomes
@@ -320,18 +324,21 @@ class DotdigitalAdapter:
             for run in wire.split_for_import(lines, columns, max_bytes=self._settings.max_import_bytes):
                 members = indexes[position : position + len(run)]
                 position += len(run)
+                submission = partial(
+                    api.import_contacts,
+                    run,
+                    address_book_id=book,
+                    columns=columns,
+                    max_bytes=self._settings.max_import_bytes,
+                )
                 try:
-                    await self._in_flight.make_room(api)
-                    job = await api.import_contacts(
-                        run, address_book_id=book, columns=columns, max_bytes=self._settings.max_import_bytes
-                    )
+                    job = await self._in_flight.submit(api, submission)
                 except ValueError as too_big:
                     for index in members:
                         outcomes[index] = Outcome(False, f"the contact's import row is too large: {too_big}")
                     continue
                 except TransientError as lost:
                     raise interrupted(lost, outcomes) from None
-                self._in_flight.started(job)
                 for index in members:
                     outcomes[index] = Outcome(True, job=job)
         return [outcome or Outcome(False, "not submitted") for outcome in outcomes]

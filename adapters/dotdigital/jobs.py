@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from adapters.dotdigital import rows
 from adapters.dotdigital.client import ACTIVE_IMPORTS_WAIT, DotdigitalClient
@@ -36,6 +37,7 @@ from engine.errors import TransientError
 from engine.plans import Op
 
 MAX_ACTIVE_IMPORTS = 25  # Dotdigital's own limit per account
+IMPORTS_IN_FLIGHT = "dotdigital.imports_in_flight"  # its key in AdapterContext.account_state
 DELETION = "deletion:"
 UNSUBSCRIBE_IMPORT = "unsubscribe-import:"
 # Pace of the polls that wait for room: as the engine polls its jobs, doubling up to half a minute.
@@ -54,11 +56,23 @@ _ENDED = {
 
 
 class ImportsInFlight:
-    """The imports one adapter submitted and has not seen end, oldest first, kept to ``limit``."""
+    """The imports the account's adapters in this process submitted and have not seen end, oldest
+    first, kept to ``limit``. One is shared by every run of the account (``shared``), so that the
+    service's processes, running at once, keep to the limit together."""
 
     def __init__(self, limit: int = MAX_ACTIVE_IMPORTS) -> None:
         self.limit = limit
         self._jobs: dict[str, None] = {}  # job names as ``write`` answers them, in submission order
+        self._submitting = asyncio.Lock()
+
+    async def submit(self, api: DotdigitalClient, submission: Callable[[], Awaitable[str]]) -> str:
+        """Submit an import (``submission`` gives its job name) once there is room for it, one
+        submission at a time, so that two writers never both take the last place."""
+        async with self._submitting:
+            await self.make_room(api)
+            job = await submission()
+            self.started(job)
+            return job
 
     def started(self, job: str) -> None:
         self._jobs[job] = None
@@ -90,6 +104,14 @@ class ImportsInFlight:
                 waiting_since, delay = now, ROOM_POLL_FIRST
             await asyncio.sleep(delay)
             delay = min(delay * 2, ROOM_POLL_MAX)
+
+
+def shared(account_state: dict[str, Any], limit: int) -> ImportsInFlight:
+    """The account's imports in flight, kept in ``AdapterContext.account_state`` (the first rule set
+    to open the account sets the limit)."""
+    found = account_state.setdefault(IMPORTS_IN_FLIGHT, ImportsInFlight(limit))
+    assert isinstance(found, ImportsInFlight)
+    return found
 
 
 async def import_ended(api: DotdigitalClient, job: str) -> bool:

@@ -54,10 +54,16 @@ def account(seed: Sequence[dict[str, Any]] = (), **knobs: Any) -> DotdigitalStat
 
 @asynccontextmanager
 async def opened(
-    state: DotdigitalState, hosts: list[str] | None = None, *, meddle: Meddle | None = None, **settings: Any
+    state: DotdigitalState,
+    hosts: list[str] | None = None,
+    *,
+    meddle: Meddle | None = None,
+    account_state: dict[str, Any] | None = None,
+    **settings: Any,
 ) -> AsyncIterator[DotdigitalAdapter]:
     """The adapter on `state` with `settings` besides its credentials; `hosts` collects the base URL of
-    every HTTP client it made, and `meddle` sees each request before the emulator does."""
+    every HTTP client it made, `meddle` sees each request before the emulator does, and
+    `account_state` is what it shares with other adapters of the account (as the runs of a service)."""
     app = create_app(state)
 
     def http(base_url: str) -> httpx.AsyncClient:
@@ -69,7 +75,12 @@ async def opened(
         return budgeted_client(base_url, Budget("dotdigital", None), transport=transport)
 
     context = AdapterContext(
-        "esp", Path("."), Budget("dotdigital", None), lambda ref: state.knobs.api_password, http=http
+        "esp",
+        Path("."),
+        Budget("dotdigital", None),
+        lambda ref: state.knobs.api_password,
+        http=http,
+        account_state={} if account_state is None else account_state,
     )
     credentials = DotdigitalSettings(
         api_user=state.knobs.api_user, password=SecretRef(env="DD_PASSWORD"), **settings

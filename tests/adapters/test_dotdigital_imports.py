@@ -1,18 +1,20 @@
 """The Dotdigital adapter's bulk imports over the emulator: how their end is read, and how many run at once.
 
 An import's report is read first and its fault report only when the counts show a row with a problem;
-the counts are the job's detail. The adapter keeps at most ``max_active_imports`` (25) of its own
-imports in flight, v2 and v3 together, polling the oldest before it submits another, so a write never
-meets the vendor's refusal of a 26th; the refusal that imports of other processes cause is still a
-transient error that submits nothing twice. An import that would exceed the account's contact
-allowance rejects every op, saying so, and a later run plans them again.
+the counts are the job's detail. The account's adapters in one process (the service's runs) keep at
+most ``max_active_imports`` (25) imports in flight together, v2 and v3 alike, polling the oldest before
+another is submitted, so a write never meets the vendor's refusal of a 26th; the refusal that imports
+of other programs cause is still a transient error that submits nothing twice. An import that would
+exceed the account's contact allowance rejects every op, saying so, and a later run plans them again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
 import httpx
 import msgspec
 import pytest
@@ -20,13 +22,13 @@ import pytest
 import engine.applying
 from adapters.demos.workbooks_dotdigital import EMULATOR_SECRETS, emulator_rules, emulator_transports
 from adapters.dotdigital import jobs
-from adapters.dotdigital.adapter import DotdigitalSettings
+from adapters.dotdigital.adapter import DotdigitalAdapter, DotdigitalSettings
 from adapters.dotdigital.emulator_state import DotdigitalState, Knobs
 from adapters.workbooks.emulator_data import generate
 from adapters.workbooks.emulator_state import WorkbooksState
 from engine.applying import ApplyReport, apply_plan
 from engine.budgets import Budgets
-from engine.contract import PartialWrite
+from engine.contract import Outcome, PartialWrite
 from engine.errors import RulesError, TransientError
 from engine.planning import make_plan
 from engine.plans import Change, Op
@@ -133,6 +135,30 @@ async def test_a_write_across_more_than_25_books_never_has_more_than_25_imports_
     for op in ops:
         contact = state.contact_by_email(str(op.email))
         assert contact is not None and [b.name for b in state.books_of(contact.id)] == [op.list]
+
+
+async def test_runs_of_one_account_at_once_keep_to_25_imports_together() -> None:
+    """The service runs members, contacts and activity at once, each with an adapter of its own; they
+    share the account's imports in flight, so together they never reach the vendor's refusal."""
+    state = account(import_polls=2)
+    ops = books(state, 60)
+    watch = Watch(state)
+    shared: dict[str, object] = {}
+    results: list[Sequence[Outcome]] = []
+
+    async def run(adapter: DotdigitalAdapter, part: list[Op]) -> None:
+        results.append(await write(adapter, "add_member", part))
+
+    async with (
+        opened(state, meddle=watch, account_state=shared) as one,
+        opened(state, meddle=watch, account_state=shared) as other,
+        anyio.create_task_group() as runs,
+    ):
+        runs.start_soon(run, one, ops[:30])
+        runs.start_soon(run, other, ops[30:])
+    assert [outcome.ok for found in results for outcome in found] == [True] * 60
+    assert len(watch.running_before) == 60 and max(watch.running_before) == 24
+    assert not watch.refusals()
 
 
 async def test_unsubscribe_imports_count_among_the_imports_in_flight() -> None:
@@ -260,3 +286,20 @@ async def test_an_import_past_the_contact_allowance_rejects_every_op_and_a_later
     assert first <= second  # every op the allowance refused is planned again
     assert imported.done["upsert_contact"] + imported.done["add_member"] == len(second)
     assert any(detail and detail.startswith("newContacts ") for detail in details)
+
+
+async def test_the_syncs_of_one_budget_registry_share_the_accounts_imports_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the service has: one `Budgets` for all its runs, so one count per account."""
+    for name, value in EMULATOR_SECRETS.items():
+        monkeypatch.setenv(name, value)
+    loaded = load_rules(emulator_rules(tmp_path))
+    crm, esp = WorkbooksState(seed=5), DotdigitalState(Knobs(rate_scheme="none"), seed=5)
+    budgets = Budgets(enabled=False)
+    found = []
+    for _ in range(2):
+        async with open_sync(loaded, budgets=budgets, extras=dict(emulator_transports(crm, esp))):
+            found.append(budgets.all()["dotdigital"].adapter_state[jobs.IMPORTS_IN_FLIGHT])
+    assert isinstance(found[0], jobs.ImportsInFlight) and found[0] is found[1]
+    assert found[0].limit == jobs.MAX_ACTIVE_IMPORTS
