@@ -17,7 +17,7 @@ from engine.planning import check_fresh, make_plan
 from engine.plans import Plan, decode_plan, encode_plan
 from engine.rendering import as_json, render
 from engine.rules_loading import load_rules
-from engine.session import Sync, open_sync
+from engine.session import Sync, open_command_sync
 
 DEMOS = "listsync.demos"
 
@@ -38,7 +38,7 @@ async def validate(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 async def plan(args: argparse.Namespace, out: Console, err: Console) -> int:
     loaded = load_rules(args.rules)
-    async with open_sync(loaded) as sync:
+    async with open_command_sync(loaded) as sync:
         if args.process == "imports":
             return await _open_jobs(sync, out)
         made = await make_plan(sync, incremental=args.incremental, process=args.process)
@@ -57,7 +57,7 @@ async def plan(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 async def apply(args: argparse.Namespace, out: Console, err: Console) -> int:
     loaded = load_rules(args.rules)
-    async with open_sync(loaded) as sync:
+    async with open_command_sync(loaded) as sync:
         if args.process == "imports":
             print_follow_report(await follow_jobs(sync), out)
             return 0

@@ -49,7 +49,7 @@ from engine.processes import PROCESSES
 from engine.rules_loading import LoadedRules, load_rules
 from engine.ruleset import ProcessName, duration_seconds
 from engine.runs import RunResult, run_process
-from engine.session import SIDES, budget_for, open_sync
+from engine.session import SIDES, budget_for, open_sync, restore_budget_levels, save_budget_levels
 from engine.store import StateStore
 
 SAVE_EVERY = 5.0  # seconds between saves of the budgets' levels
@@ -252,11 +252,8 @@ class Service:
         for watched in self.watched.values():
             for side in SIDES:
                 budget_for(self.budgets, watched.loaded, side)
-        budgets = self.budgets.all()
         for store in stores:
-            for account, (level, saved_at) in (await store.budget_levels()).items():
-                if account in budgets:
-                    budgets[account].restore(level, saved_at)
+            await restore_budget_levels(store, self.budgets)
 
     async def _save_budgets_every(self, stores: Sequence[StateStore]) -> None:
         while True:
@@ -266,9 +263,8 @@ class Service:
     async def _save_budgets(self, stores: Sequence[StateStore]) -> None:
         """Save the budgets' levels in every store; a store that fails (busy) is tried next time,
         as a failed run would be: it must not stop the service."""
-        levels = {account: budget.saved() for account, budget in self.budgets.all().items()}
         for store in stores:
             try:
-                await store.save_budget_levels(levels)
+                await save_budget_levels(store, self.budgets)
             except ListsyncError as error:
                 log_event("budget levels not saved", logging.WARNING, error=str(error))

@@ -8,14 +8,16 @@ An OAuth adapter keeps its grant in the state store, under the rule set and side
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import anyio
+
 from engine.budgets import Budget, Budgets
 from engine.contract import Adapter, AdapterContext, Capabilities
-from engine.errors import PermanentError
+from engine.errors import ListsyncError, PermanentError
 from engine.http import budgeted_client
 from engine.registry import adapter_factory
 from engine.rules_loading import LoadedRules, resolve_secret
@@ -67,6 +69,36 @@ def budget_for(budgets: Budgets, loaded: LoadedRules, side: Side) -> Budget:
     if capabilities is None:
         raise PermanentError("rules loaded without their adapters cannot be synced")
     return budgets.for_account(side_rules.account_key(), side_rules.limits, capabilities)
+
+
+async def restore_budget_levels(store: StateStore, budgets: Budgets) -> None:
+    """Take back into `budgets` the levels `store` kept of their accounts (leaked by the time since)."""
+    accounts = budgets.all()
+    for account, (level, saved_at) in (await store.budget_levels()).items():
+        if account in accounts:
+            accounts[account].restore(level, saved_at)
+
+
+async def save_budget_levels(store: StateStore, budgets: Budgets) -> None:
+    await store.save_budget_levels({account: budget.saved() for account, budget in budgets.all().items()})
+
+
+@asynccontextmanager
+async def open_command_sync(loaded: LoadedRules) -> AsyncIterator[Sync]:
+    """`open_sync` for one command (`plan`, `apply`): the account budgets start from the levels the
+    state store kept (the service's, or an earlier command's) and leave theirs there, so commands
+    run one after another, by hand or from cron, spend one budget per account as the service's runs
+    do. (Commands running at the same time each count their own.)"""
+    budgets = Budgets()
+    async with open_sync(loaded, budgets=budgets) as sync:
+        await restore_budget_levels(sync.store, budgets)
+        try:
+            yield sync
+        finally:
+            # A level left unsaved (a busy store) only lets the next command start with more of the
+            # budget than it should; the vendor's own limit still answers for it.
+            with anyio.CancelScope(shield=True), suppress(ListsyncError):
+                await save_budget_levels(sync.store, budgets)
 
 
 @asynccontextmanager
