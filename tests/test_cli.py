@@ -92,3 +92,30 @@ def test_the_files_demo_runs_end_to_end_and_ends_with_no_changes(tmp_path: Path)
     out = result.stdout
     assert "blocked_resubscribe" in out and "conflict" in out
     assert "No changes." in out.split("planning once more")[1]
+
+
+def test_each_process_plans_and_applies_its_own_part_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = world_with_people(tmp_path)
+    rules = str(world.root / "rules.toml")
+    assert main(["apply", rules, "--quiet"]) == 0
+    world.edit("crm.jsonl", "p1@example.com", first_name="Renamed", lists=[])
+    capsys.readouterr()
+    assert main(["plan", rules, "--process", "members", "--json"]) == 0
+    members = json.loads(capsys.readouterr().out)
+    assert members["summary"] == {"remove_member": 1}  # the rename is the contacts process's
+    assert main(["plan", rules, "--process", "contacts", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"] == {"upsert_contact": 1}
+    assert main(["apply", rules, "--process", "members", "--quiet"]) == 0
+    assert "CRM Spring" not in world.read("esp.jsonl")["p1@example.com"]["lists"]
+    assert world.read("esp.jsonl")["p1@example.com"]["FIRSTNAME"] != "Renamed"
+    assert main(["apply", rules, "--process", "contacts", "--quiet"]) == 0
+    assert world.read("esp.jsonl")["p1@example.com"]["FIRSTNAME"] == "Renamed"
+    # The imports process makes no plan: it shows the open jobs, and follows them when applied.
+    capsys.readouterr()
+    assert main(["plan", rules, "--process", "imports"]) == 0
+    assert "No open import jobs." in capsys.readouterr().out
+    assert main(["apply", rules, "--process", "imports"]) == 0
+    assert "Imports followed: no open jobs" in capsys.readouterr().out
+    assert main(["plan", rules, "--detailed-exitcode"]) == 0
