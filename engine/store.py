@@ -673,13 +673,15 @@ class StateStore:
         """Count one more apply in which the vendor refused an op of each of the `refused` contacts,
         forget the `confirmed` ones, and return those of `refused` refused in `at_least` applies or
         more since they were last confirmed."""
-        refused = set(refused)
+        refused, confirmed = set(refused), set(confirmed)
+        query = ("SELECT email FROM refusals WHERE rule_set = ?", (rule_set,))
+        # Few contacts are counted at any time, while a first sync confirms a million; and most
+        # applies have nothing to count or forget, so they take no write lock here.
+        if not refused and confirmed.isdisjoint(str(email) for (email,) in await self._fetch(*query)):
+            return set()
         async with self._transaction() as conn:
-            # Few contacts are counted at any time; a first sync confirms a million.
-            counted = await conn.execute_fetchall(
-                "SELECT email FROM refusals WHERE rule_set = ?", (rule_set,)
-            )
-            settled = {str(email) for (email,) in counted}.intersection(confirmed)
+            counted = await conn.execute_fetchall(*query)
+            settled = {str(email) for (email,) in counted} & confirmed
             await conn.executemany(
                 "DELETE FROM refusals WHERE rule_set = ? AND email = ?",
                 ((rule_set, email) for email in sorted(settled)),
@@ -689,8 +691,6 @@ class StateStore:
                 "ON CONFLICT (rule_set, email) DO UPDATE SET applies = applies + 1",
                 ((rule_set, email) for email in sorted(refused)),
             )
-            if not refused:
-                return set()
             rows = await conn.execute_fetchall(
                 "SELECT email FROM refusals WHERE rule_set = ? AND applies >= ?", (rule_set, at_least)
             )
