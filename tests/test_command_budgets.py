@@ -7,18 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from adapters.demos.workbooks_dotdigital import EMULATOR_SECRETS, emulator_rules
-from engine.rules_loading import load_rules
 from engine.session import open_command_sync
+from tests.workbooks_world import dotdigital_rules
 
 
 @pytest.mark.asyncio
 async def test_commands_run_one_after_another_spend_one_budget_per_account(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in EMULATOR_SECRETS.items():
-        monkeypatch.setenv(name, value)
-    loaded = load_rules(emulator_rules(tmp_path))
+    loaded = dotdigital_rules(tmp_path, monkeypatch)
     async with open_command_sync(loaded) as sync:
         for _ in range(15):
             await sync.esp_budget.acquire()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import engine.applying
-from adapters.demos.workbooks_dotdigital import EMULATOR_SECRETS, emulator_rules, emulator_transports
+from adapters.demos.workbooks_dotdigital import emulator_transports
 from adapters.dotdigital.emulator_data import ActivityShares
 from adapters.dotdigital.emulator_state import DotdigitalState, Knobs
 from adapters.workbooks.emulator_data import generate
@@ -24,20 +24,18 @@ from engine.planning import make_plan
 from engine.plans import Plan
 from engine.rules_loading import load_rules
 from engine.session import Sync, open_sync
+from tests.workbooks_world import dotdigital_rules
 
 pytestmark = pytest.mark.asyncio
 
 
 class World:
     def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        rules = emulator_rules(root)
-        for name, value in EMULATOR_SECRETS.items():
-            monkeypatch.setenv(name, value)
+        self.rules = dotdigital_rules(root, monkeypatch)
         monkeypatch.setattr(engine.applying, "POLL_FIRST", 0.01)
         self.crm = WorkbooksState(seed=5)
         generate(self.crm, seed=5, people=120, leads=40)
         self.esp = DotdigitalState(Knobs(rate_scheme="none"), seed=5, started_at=datetime.now(UTC))
-        self.rules = load_rules(rules)
 
     @asynccontextmanager
     async def sync(self, budgets: Budgets | None = None) -> AsyncIterator[Sync]:

@@ -16,15 +16,14 @@ import httpx
 import pytest
 
 import engine.applying
-from adapters.demos.workbooks_dotdigital import EMULATOR_SECRETS, emulator_rules
 from engine.applying import apply_plan
 from engine.budgets import Budgets
 from engine.emulating import sandbox
 from engine.planning import make_plan
 from engine.plans import Plan
-from engine.rules_loading import load_rules
 from engine.ruleset import ProcessName
 from engine.session import open_sync
+from tests.workbooks_world import dotdigital_rules
 
 pytestmark = pytest.mark.asyncio
 SEED, CONTACTS = 4, 300
@@ -106,10 +105,8 @@ class Sandboxes:
     """Both sandboxes, and syncs of the shipped rules between them, as a person would run them."""
 
     def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        for name, value in EMULATOR_SECRETS.items():
-            monkeypatch.setenv(name, value)
         monkeypatch.setattr(engine.applying, "POLL_FIRST", 0.01)
-        self.rules = load_rules(emulator_rules(root))
+        self.rules = dotdigital_rules(root, monkeypatch)
         self.crm = served("workbooks", "https://secure.workbooks.com")
         self.esp = served("dotdigital", "https://r1-api.dotdigital.com")
 

@@ -19,15 +19,24 @@ import pytest
 import engine.applying
 from adapters.demos import rules_for_emulators
 from adapters.demos.workbooks_crm import SECRETS, DemoCrm
+from adapters.demos.workbooks_dotdigital import EMULATOR_SECRETS, emulator_rules
 from engine.applying import ApplyReport, apply_plan
 from engine.budgets import Budgets
 from engine.planning import make_plan
 from engine.plans import Plan
-from engine.rules_loading import load_rules
+from engine.rules_loading import LoadedRules, load_rules
 from engine.ruleset import ProcessName
 from engine.session import Sync, open_sync
 
 Transport = Callable[[], httpx.AsyncBaseTransport]
+
+
+def dotdigital_rules(root: Path, monkeypatch: pytest.MonkeyPatch) -> LoadedRules:
+    """The shipped rules/workbooks-dotdigital.toml written into `root` for the emulators, with the
+    emulators' secrets in the environment."""
+    for name, value in EMULATOR_SECRETS.items():
+        monkeypatch.setenv(name, value)
+    return load_rules(emulator_rules(root))
 
 
 class WorkbooksWorld:

@@ -20,7 +20,7 @@ import msgspec
 import pytest
 
 import engine.applying
-from adapters.demos.workbooks_dotdigital import EMULATOR_SECRETS, emulator_rules, emulator_transports
+from adapters.demos.workbooks_dotdigital import emulator_rules, emulator_transports
 from adapters.dotdigital import jobs
 from adapters.dotdigital.adapter import DotdigitalAdapter, DotdigitalSettings
 from adapters.dotdigital.emulator_state import DotdigitalState, Knobs
@@ -35,6 +35,7 @@ from engine.plans import Change, Op
 from engine.rules_loading import load_rules
 from engine.session import open_sync
 from tests.adapters.test_dotdigital_contract import account, opened, settle, write
+from tests.workbooks_world import dotdigital_rules
 
 pytestmark = pytest.mark.asyncio
 
@@ -249,12 +250,10 @@ async def test_an_import_past_the_contact_allowance_rejects_every_op_and_a_later
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(engine.applying, "POLL_FIRST", 0.01)
-    for name, value in EMULATOR_SECRETS.items():
-        monkeypatch.setenv(name, value)
+    loaded = dotdigital_rules(tmp_path, monkeypatch)
     crm = WorkbooksState(seed=5)
     generate(crm, seed=5, people=40, leads=10)
     esp = DotdigitalState(Knobs(rate_scheme="none", contact_limit=5), seed=5, started_at=datetime.now(UTC))
-    loaded = load_rules(emulator_rules(tmp_path))
 
     async def run() -> tuple[set[tuple[str, str, str | None]], ApplyReport, list[str | None]]:
         """Plan and apply once: the import ops planned, the report, and the details of the jobs."""
@@ -292,9 +291,7 @@ async def test_the_syncs_of_one_budget_registry_share_the_accounts_imports_in_fl
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What the service has: one `Budgets` for all its runs, so one count per account."""
-    for name, value in EMULATOR_SECRETS.items():
-        monkeypatch.setenv(name, value)
-    loaded = load_rules(emulator_rules(tmp_path))
+    loaded = dotdigital_rules(tmp_path, monkeypatch)
     crm, esp = WorkbooksState(seed=5), DotdigitalState(Knobs(rate_scheme="none"), seed=5)
     budgets = Budgets(enabled=False)
     found = []
